@@ -1,0 +1,1 @@
+"""Datasets: frame indexes, readers for benchmark formats, the demo benchmark, image pipelines."""

@@ -1,0 +1,134 @@
+"""The one record every reader produces: a columnar index of face frames.
+
+A `FrameIndex` is the contract between the readers (demo, FF++, Celeb-DF, DeepfakeBench
+JSONs, file lists, folders) and the rest of dfd. It holds paths only; frames are loaded
+lazily by `dfd.data.frames.FrameDataset`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+REAL, FAKE = 0, 1
+COLUMNS = ("path", "label", "video_id", "source", "split")
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Frames of one dataset (usually one split of it), one row per frame.
+
+    Attributes:
+        name: dataset name used in logs and metric keys (e.g. ``cdf_v2``).
+        paths: absolute frame paths.
+        labels: int64 array, 0 = real, 1 = fake (dfd's convention everywhere).
+        video_ids: video identifier, unique within the dataset. It includes the source
+            folder (``DF/000_003``) because FF++ manipulations reuse video folder names.
+        sources: source or manipulation name (``real``, ``DF``, ``Celeb-synthesis``...).
+        splits: split name of each frame (``train``, ``val``, ``test``).
+        skipped: counts of items a reader skipped, by reason (``data.on_error=skip``).
+    """
+
+    name: str
+    paths: list[str]
+    labels: np.ndarray
+    video_ids: list[str]
+    sources: list[str]
+    splits: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.paths)
+        lengths = {
+            "labels": len(self.labels),
+            "video_ids": len(self.video_ids),
+            "sources": len(self.sources),
+            "splits": len(self.splits),
+        }
+        bad = {k: v for k, v in lengths.items() if v != n}
+        if bad:
+            raise ValueError(f"FrameIndex {self.name!r}: column lengths {bad} differ from {n} paths")
+        labels = np.asarray(self.labels, dtype=np.int64)
+        object.__setattr__(self, "labels", labels)
+        unknown = set(np.unique(labels).tolist()) - {REAL, FAKE}
+        if unknown:
+            raise ValueError(
+                f"FrameIndex {self.name!r}: labels must be 0 (real) or 1 (fake), found {sorted(unknown)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @classmethod
+    def from_rows(cls, name: str, rows: Sequence[dict], skipped: dict[str, int] | None = None) -> FrameIndex:
+        """Build an index from dicts with the keys in `COLUMNS`."""
+        return cls(
+            name=name,
+            paths=[r["path"] for r in rows],
+            labels=np.array([int(r["label"]) for r in rows], dtype=np.int64),
+            video_ids=[r["video_id"] for r in rows],
+            sources=[r["source"] for r in rows],
+            splits=[r["split"] for r in rows],
+            skipped=dict(skipped or {}),
+        )
+
+    def select(self, mask: np.ndarray, name: str | None = None) -> FrameIndex:
+        """Rows where the boolean `mask` is true."""
+        idx = np.flatnonzero(mask)
+        return FrameIndex(
+            name=name or self.name,
+            paths=[self.paths[i] for i in idx],
+            labels=self.labels[idx],
+            video_ids=[self.video_ids[i] for i in idx],
+            sources=[self.sources[i] for i in idx],
+            splits=[self.splits[i] for i in idx],
+            skipped=dict(self.skipped),
+        )
+
+    def split(self, *names: str) -> FrameIndex:
+        """Rows whose split is one of `names`; an empty result is an error that lists what exists."""
+        wanted = set(names)
+        mask = np.array([s in wanted for s in self.splits], dtype=bool)
+        if not mask.any():
+            raise ValueError(
+                f"dataset {self.name!r} has no frames in split(s) {sorted(wanted)}; "
+                f"splits present: {sorted(set(self.splits))}"
+            )
+        return self.select(mask)
+
+    def frames_per_video(self, limit: int | None) -> FrameIndex:
+        """Keep at most `limit` frames per video, evenly spaced over the video's frames (in path order)."""
+        if limit is None:
+            return self
+        by_video: dict[str, list[int]] = {}
+        for i, v in enumerate(self.video_ids):
+            by_video.setdefault(v, []).append(i)
+        keep: list[int] = []
+        for rows in by_video.values():
+            rows.sort(key=lambda i: self.paths[i])
+            if len(rows) <= limit:
+                keep.extend(rows)
+            else:
+                picks = np.linspace(0, len(rows) - 1, limit).round().astype(int)
+                keep.extend(rows[p] for p in picks)
+        mask = np.zeros(len(self), dtype=bool)
+        mask[keep] = True
+        return self.select(mask)
+
+    def video_labels(self) -> dict[str, int]:
+        """Label of every video; a video whose frames disagree on the label is an error."""
+        labels: dict[str, int] = {}
+        for v, y in zip(self.video_ids, self.labels.tolist(), strict=True):
+            if labels.setdefault(v, y) != y:
+                raise ValueError(f"dataset {self.name!r}: video {v!r} has frames labelled both real and fake")
+        return labels
+
+    def summary(self) -> str:
+        n_videos = len(set(self.video_ids))
+        n_fake = int(self.labels.sum())
+        return (
+            f"{self.name}: {len(self)} frames ({len(self) - n_fake} real / {n_fake} fake) "
+            f"in {n_videos} videos"
+        )
