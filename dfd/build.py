@@ -1,0 +1,79 @@
+"""Build the run's pieces from the composed config: detector, objective, datasets, loaders.
+
+Every choice comes from a config group built with `hydra.utils.instantiate`; nothing here
+branches on option names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from dfd.data.frames import FrameDataset, FrameTransform
+from dfd.data.index import FrameIndex
+from dfd.models.detector import Detector
+from dfd.objectives import check_head
+
+
+def build_detector(cfg: DictConfig) -> tuple[Detector, object]:
+    """Backbone (with its PEFT adapter applied), head and objective; fails early on a bad pairing."""
+    backbone = instantiate(cfg.backbone)
+    backbone.model = instantiate(cfg.peft).apply(backbone.model)
+    head = instantiate(cfg.head)(in_features=backbone.feature_dim)
+    objective = instantiate(cfg.loss)
+    check_head(objective, head)
+    return Detector(backbone, head), objective
+
+
+@dataclass
+class Splits:
+    """The source domain's train and validation frames and every target test set."""
+
+    train: FrameIndex
+    val: FrameIndex
+    test: dict[str, FrameIndex]
+
+
+def load_splits(data_cfg: DictConfig) -> Splits:
+    """Instantiate every dataset spec of `cfg.data` and apply the frames-per-video limits."""
+    per_video = data_cfg.get("frames_per_video") or {}
+    train = instantiate(data_cfg.train).frames_per_video(per_video.get("train"))
+    val = instantiate(data_cfg.val).frames_per_video(per_video.get("eval"))
+    if not data_cfg.get("test"):
+        raise ValueError("data.test is empty: name at least one target dataset to evaluate on")
+    test = {
+        name: instantiate(spec).frames_per_video(per_video.get("eval")) for name, spec in data_cfg.test.items()
+    }
+    train_videos = set(train.video_ids)
+    leaked = train_videos & set(val.video_ids)
+    if leaked and train.name == val.name:
+        raise ValueError(
+            f"{len(leaked)} videos of {train.name!r} are in both train and val (e.g. {sorted(leaked)[0]!r}): "
+            f"checkpoint selection would see training videos"
+        )
+    return Splits(train, val, test)
+
+
+def make_loader(
+    index: FrameIndex, transform: FrameTransform, batch_size: int, num_workers: int, train: bool, seed: int
+) -> DataLoader:
+    """A DataLoader over lazily loaded frames; training shuffles (seeded) and drops the last partial batch."""
+    dataset = FrameDataset(index, transform, seed=seed)
+    if train and len(dataset) < batch_size:
+        raise ValueError(
+            f"training set {index.name!r} has {len(dataset)} frames, fewer than trainer.batch_size={batch_size}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        drop_last=train,
+        num_workers=num_workers,
+        generator=generator,
+        pin_memory=torch.cuda.is_available(),
+    )

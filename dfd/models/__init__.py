@@ -1,0 +1,1 @@
+"""Detector building blocks: backbones, PEFT adapters, heads."""

@@ -1,0 +1,164 @@
+"""Vision backbones from transformers, loaded from the hub, a local folder, or built at random.
+
+Every backbone config carries its architecture and its image-processor settings, so the
+same code path builds `openai/clip-vit-large-patch14` from the hub, from a folder written
+by `save_pretrained`, or with random weights and no download (`pretrained=false`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import transformers
+from hydra.utils import get_class
+from torch import nn
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How images must be prepared for a backbone: its image processor's geometry and statistics.
+
+    Attributes:
+        size: (height, width) the backbone expects.
+        resample: PIL resampling filter id (3 = bicubic, CLIP's choice).
+        mean, std: per-channel normalization of [0, 1] RGB.
+    """
+
+    size: tuple[int, int]
+    resample: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @classmethod
+    def from_processor(cls, processor: Any) -> InputSpec:
+        """Read the target size, interpolation, mean and std from a transformers image processor."""
+        size = _processor_size(processor)
+        return cls(
+            size=size,
+            resample=int(getattr(processor, "resample", 3)),
+            mean=tuple(float(v) for v in processor.image_mean),
+            std=tuple(float(v) for v in processor.image_std),
+        )
+
+
+def _processor_size(processor: Any) -> tuple[int, int]:
+    def as_dict(value: Any) -> dict:
+        if value is None:
+            return {}
+        if isinstance(value, Mapping):
+            return dict(value)
+        return {
+            k: getattr(value, k) for k in ("height", "width", "shortest_edge") if hasattr(value, k)
+        }
+
+    # CLIP resizes the shortest edge then centre-crops; for the square face crops dfd feeds
+    # it, that equals a resize to the crop size, which is what the model was trained on.
+    candidates = []
+    if getattr(processor, "do_center_crop", False):
+        candidates.append(as_dict(getattr(processor, "crop_size", None)))
+    candidates.append(as_dict(getattr(processor, "size", None)))
+    for d in candidates:
+        if d.get("height") and d.get("width"):
+            return int(d["height"]), int(d["width"])
+        if d.get("shortest_edge"):
+            return int(d["shortest_edge"]), int(d["shortest_edge"])
+    raise ValueError(f"cannot read the input size from image processor {type(processor).__name__}")
+
+
+class VisionBackbone(nn.Module):
+    """A transformers vision model reduced to one feature vector per image.
+
+    The feature is the model output named `feature` (default `pooler_output`: for CLIP the
+    CLS token after `post_layernorm`, before any projection, as the paper uses).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_spec: InputSpec,
+        feature_dim: int,
+        layernorm_modules: Sequence[str],
+        feature: str = "pooler_output",
+        name: str = "backbone",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.input_spec = input_spec
+        self.feature_dim = feature_dim
+        self.layernorm_modules = list(layernorm_modules)
+        self.feature = feature
+        self.name = name
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=pixel_values)  # pixel_values: (B, 3, H, W)
+        return getattr(out, self.feature)  # (B, D)
+
+
+def build_backbone(
+    name: str,
+    model_class: str,
+    name_or_path: str,
+    pretrained: bool,
+    architecture: Mapping[str, Any],
+    image_processor: Mapping[str, Any],
+    layernorm_modules: Sequence[str],
+    feature: str = "pooler_output",
+) -> VisionBackbone:
+    """Build a backbone from pretrained weights or, with `pretrained=False`, at random.
+
+    Args:
+        name: short name used in logs.
+        model_class: import path of the transformers class (e.g. ``transformers.CLIPVisionModel``).
+        name_or_path: hub id or local folder written by ``save_pretrained``.
+        pretrained: load weights and image processor from `name_or_path`; otherwise build
+            the architecture from `architecture` (a config dict with ``model_type``) and take
+            the input geometry from `image_processor` (the processor config's fields).
+        architecture: the model config used when not pretrained.
+        image_processor: ``size``/``crop_size``, ``resample``, ``image_mean``, ``image_std``.
+        layernorm_modules: names of the LayerNorm modules LN-tuning trains for this family.
+        feature: which model output is the image feature.
+    """
+    cls = get_class(model_class)
+    if pretrained:
+        model, processor = _load_pretrained(cls, name_or_path)
+        spec = InputSpec.from_processor(processor)
+    else:
+        arch = dict(architecture)
+        model_type = arch.pop("model_type")
+        config = transformers.AutoConfig.for_model(model_type, **arch)
+        model = cls(config)
+        spec = InputSpec.from_processor(_ProcessorFields(**dict(image_processor)))
+    feature_dim = int(model.config.hidden_size)
+    return VisionBackbone(model, spec, feature_dim, layernorm_modules, feature, name)
+
+
+@dataclass
+class _ProcessorFields:
+    """The fields of an image-processor config that `InputSpec` reads (for random backbones)."""
+
+    image_mean: Sequence[float]
+    image_std: Sequence[float]
+    resample: int = 3
+    size: Mapping[str, int] | None = None
+    crop_size: Mapping[str, int] | None = None
+    do_center_crop: bool = False
+    image_processor_type: str | None = None
+
+
+def _load_pretrained(cls: type, name_or_path: str) -> tuple[nn.Module, Any]:
+    try:
+        # fp32 master weights: mixed precision is Accelerate's job, not the checkpoint's
+        model = cls.from_pretrained(name_or_path, dtype=torch.float32)
+        processor = transformers.AutoImageProcessor.from_pretrained(name_or_path)
+    except OSError as err:
+        raise OSError(
+            f"could not load backbone weights {name_or_path!r} ({err.__class__.__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). Offline, download them on a machine "
+            f"with internet (`hf download {name_or_path} --local-dir <folder>`), copy the folder "
+            f"here and pass `backbone.name_or_path=<folder>`; or use `backbone.pretrained=false` "
+            f"for random weights."
+        ) from err
+    return model, processor

@@ -1,0 +1,96 @@
+"""Entry point: `python -m dfd.train [overrides]` trains a detector and evaluates it cross-dataset.
+
+Runs as one process or under `accelerate launch` / `torchrun`. See conf/train.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+import dfd.config  # noqa: F401  (registers the config resolvers)
+from dfd.build import build_detector, load_splits, make_loader
+from dfd.data.frames import FrameTransform
+from dfd.engine.checkpoint import load_trainable
+from dfd.engine.optim import build_optimizer
+from dfd.engine.targets import evaluate_targets
+from dfd.engine.trainer import Trainer
+from dfd.models.adapters import count_parameters
+from dfd.report import metrics_table
+
+
+def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
+    """Train on the source domain, select on its validation split, evaluate every target."""
+    t = cfg.trainer
+    accelerator = Accelerator(
+        mixed_precision=t.precision, gradient_accumulation_steps=t.grad_accum_steps, cpu=t.cpu
+    )
+    set_seed(cfg.seed)
+    torch.set_float32_matmul_precision(t.matmul_precision)
+    model, objective = build_detector(cfg)
+    trainable, total = count_parameters(model)
+    tracker = instantiate(cfg.tracking)
+    out_dir = Path(cfg.paths.output_dir)
+    with tracker.run(cfg, active=accelerator.is_main_process):
+        tracker.log_params({"trainable_params": trainable, "total_params": total})
+        with accelerator.main_process_first():
+            splits = load_splits(cfg.data)
+        _report_data(splits, tracker, accelerator)
+
+        spec = model.backbone.input_spec
+        train_tf = FrameTransform(spec, instantiate(cfg.preprocess.train_augmentations))
+        eval_tf = FrameTransform(spec)
+        optimizer = build_optimizer(model, instantiate(t.optimizer), t.weight_decay, t.no_decay)
+        train_loader = make_loader(splits.train, train_tf, t.batch_size, t.num_workers, True, cfg.seed)
+        val_loader = make_loader(splits.val, eval_tf, t.eval_batch_size, t.num_workers, False, cfg.seed)
+        model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+        if accelerator.is_main_process:
+            tqdm.write(f"trainable parameters: {trainable:,} of {total:,}")
+
+        trainer = Trainer(
+            accelerator, model, objective, optimizer, instantiate(t.scheduler), train_loader, val_loader,
+            t.max_epochs, t.max_steps, t.monitor, tracker, out_dir / "checkpoint", cfg,
+        )
+        fit = trainer.fit()
+        tracker.log_metrics({"best_epoch": fit.best_epoch, **{f"best_val/{k}": v for k, v in fit.best_val.items()}})
+        load_trainable(accelerator.unwrap_model(model), fit.best_state, source=f"epoch {fit.best_epoch} weights")
+
+        results = evaluate_targets(
+            model, splits.test, eval_tf, accelerator, tracker, t.eval_batch_size, t.num_workers, out_dir / "plots"
+        )
+        if accelerator.is_main_process:
+            print(f"\nselected epoch {fit.best_epoch} (val {t.monitor} {fit.best_val[t.monitor]:.4f})")
+            print(metrics_table({k: v for k, v in results.items() if k != "mean"}))
+            print(f"mean video_auc over {len(splits.test)} targets: {results['mean']['video_auc']:.4f}")
+            if tracker.run_id:
+                print(f"MLflow run {tracker.run_id} in {cfg.tracking.uri}")
+        tracker.log_artifact(out_dir / "checkpoint", "checkpoint")
+    accelerator.end_training()
+    return results
+
+
+def _report_data(splits, tracker, accelerator) -> None:
+    for role, index in [("train", splits.train), ("val", splits.val), *splits.test.items()]:
+        if accelerator.is_main_process:
+            tqdm.write(f"{role:>8}: {index.summary()}")
+            for reason, count in index.skipped.items():
+                tqdm.write(f"{'':>8}  skipped {count} ({reason})")
+        tracker.log_params({f"data/{role}/frames": len(index), f"data/{role}/videos": len(set(index.video_ids))})
+        tracker.log_metrics({f"data/{role}/skipped/{reason}": n for reason, n in index.skipped.items()})
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    results = train(cfg)
+    return results["mean"]["video_auc"]
+
+
+if __name__ == "__main__":
+    main()
