@@ -46,7 +46,8 @@ def load_splits(data_cfg: DictConfig) -> Splits:
     if not data_cfg.get("test"):
         raise ValueError("data.test is empty: name at least one target dataset to evaluate on")
     test = {
-        name: instantiate(spec).frames_per_video(per_video.get("eval")) for name, spec in data_cfg.test.items()
+        name: instantiate(spec).frames_per_video(per_video.get("eval"))
+        for name, spec in data_cfg.test.items()
     }
     train_videos = set(train.video_ids)
     leaked = train_videos & set(val.video_ids)
@@ -59,7 +60,12 @@ def load_splits(data_cfg: DictConfig) -> Splits:
 
 
 def make_loader(
-    index: FrameIndex, transform: FrameTransform, batch_size: int, num_workers: int, train: bool, seed: int
+    index: FrameIndex,
+    transform: FrameTransform,
+    batch_size: int,
+    num_workers: int,
+    train: bool,
+    seed: int,
 ) -> DataLoader:
     """A DataLoader over lazily loaded frames; training shuffles (seeded) and drops the last partial batch."""
     dataset = FrameDataset(index, transform, seed=seed)

@@ -139,7 +139,9 @@ def check_head(objective: object, head: nn.Module) -> None:
     """Fail at start when a loss is paired with a head it cannot work with."""
     required = getattr(objective, "required_head", None)
     if required is not None and not isinstance(head, required):
-        option = {LinearNormHead: "linear_norm", ArcFaceHead: "arcface"}.get(required, required.__name__)
+        option = {LinearNormHead: "linear_norm", ArcFaceHead: "arcface"}.get(
+            required, required.__name__
+        )
         raise ValueError(
             f"the loss {type(objective).__name__} needs the {required.__name__} head, but the head "
             f"config builds {type(head).__name__}: set `head={option}` with this loss."

@@ -14,14 +14,22 @@ import numpy as np  # noqa: E402
 from dfd.metrics import roc_curve  # noqa: E402
 
 
-def plot_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str, path: Path) -> Path:
+def plot_roc_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str, path: Path
+) -> Path:
     """One ROC curve per dataset: {name: (labels, scores, auc)} -> PNG at `path`."""
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, (labels, scores, auc) in curves.items():
         fpr, tpr = roc_curve(labels, scores)
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=title,
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

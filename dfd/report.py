@@ -7,7 +7,9 @@ from collections.abc import Mapping
 COLUMNS = ("video_auc", "frame_auc", "video_eer", "video_ap", "video_acc", "n_videos")
 
 
-def metrics_table(results: Mapping[str, Mapping[str, float]], columns: tuple[str, ...] = COLUMNS) -> str:
+def metrics_table(
+    results: Mapping[str, Mapping[str, float]], columns: tuple[str, ...] = COLUMNS
+) -> str:
     """A fixed-width text table, one row per dataset, `columns` as named metric keys."""
     width = max([len("dataset"), *(len(n) for n in results)]) + 2
     lines = ["dataset".ljust(width) + "".join(c.rjust(11) for c in columns)]

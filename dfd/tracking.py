@@ -59,8 +59,7 @@ class Tracker:
             return
         mlflow.set_tracking_uri(self.uri)
         if mlflow.get_experiment_by_name(self.experiment) is None:
-            location = Path(self.artifact_location).resolve().as_uri() if self.artifact_location else None
-            mlflow.create_experiment(self.experiment, artifact_location=location)
+            mlflow.create_experiment(self.experiment, artifact_location=self._artifact_uri())
         mlflow.set_experiment(self.experiment)
         run = mlflow.start_run(run_name=self.run_name)
         self.run_id = run.info.run_id
@@ -77,6 +76,20 @@ class Tracker:
             signal.signal(signal.SIGTERM, previous)
             mlflow.end_run(status=status)
 
+    def _artifact_uri(self) -> str | None:
+        """Where a new experiment keeps artifacts: as configured, else beside a sqlite store.
+
+        MLflow's own default is ./mlartifacts under the current directory, which would make
+        results depend on where the command was started.
+        """
+        if self.artifact_location:
+            return Path(self.artifact_location).resolve().as_uri()
+        if self.uri.startswith("sqlite:///"):
+            return (
+                Path(self.uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts"
+            ).as_uri()
+        return None  # a tracking server decides
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
@@ -87,7 +100,9 @@ class Tracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if not self.enabled:
             return
-        clean = {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
+        clean = {
+            k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))
+        }
         mlflow.log_metrics(clean, step=step)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:

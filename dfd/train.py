@@ -48,27 +48,61 @@ def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
         train_tf = FrameTransform(spec, instantiate(cfg.preprocess.train_augmentations))
         eval_tf = FrameTransform(spec)
         optimizer = build_optimizer(model, instantiate(t.optimizer), t.weight_decay, t.no_decay)
-        train_loader = make_loader(splits.train, train_tf, t.batch_size, t.num_workers, True, cfg.seed)
-        val_loader = make_loader(splits.val, eval_tf, t.eval_batch_size, t.num_workers, False, cfg.seed)
-        model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+        train_loader = make_loader(
+            splits.train, train_tf, t.batch_size, t.num_workers, True, cfg.seed
+        )
+        val_loader = make_loader(
+            splits.val, eval_tf, t.eval_batch_size, t.num_workers, False, cfg.seed
+        )
+        model, optimizer, train_loader, val_loader = accelerator.prepare(
+            model, optimizer, train_loader, val_loader
+        )
         if accelerator.is_main_process:
             tqdm.write(f"trainable parameters: {trainable:,} of {total:,}")
 
         trainer = Trainer(
-            accelerator, model, objective, optimizer, instantiate(t.scheduler), train_loader, val_loader,
-            t.max_epochs, t.max_steps, t.monitor, tracker, out_dir / "checkpoint", cfg,
+            accelerator,
+            model,
+            objective,
+            optimizer,
+            instantiate(t.scheduler),
+            train_loader,
+            val_loader,
+            t.max_epochs,
+            t.max_steps,
+            t.monitor,
+            tracker,
+            out_dir / "checkpoint",
+            cfg,
         )
         fit = trainer.fit()
-        tracker.log_metrics({"best_epoch": fit.best_epoch, **{f"best_val/{k}": v for k, v in fit.best_val.items()}})
-        load_trainable(accelerator.unwrap_model(model), fit.best_state, source=f"epoch {fit.best_epoch} weights")
+        tracker.log_metrics(
+            {"best_epoch": fit.best_epoch, **{f"best_val/{k}": v for k, v in fit.best_val.items()}}
+        )
+        load_trainable(
+            accelerator.unwrap_model(model),
+            fit.best_state,
+            source=f"epoch {fit.best_epoch} weights",
+        )
 
         results = evaluate_targets(
-            model, splits.test, eval_tf, accelerator, tracker, t.eval_batch_size, t.num_workers, out_dir / "plots"
+            model,
+            splits.test,
+            eval_tf,
+            accelerator,
+            tracker,
+            t.eval_batch_size,
+            t.num_workers,
+            out_dir / "plots",
         )
         if accelerator.is_main_process:
-            print(f"\nselected epoch {fit.best_epoch} (val {t.monitor} {fit.best_val[t.monitor]:.4f})")
+            print(
+                f"\nselected epoch {fit.best_epoch} (val {t.monitor} {fit.best_val[t.monitor]:.4f})"
+            )
             print(metrics_table({k: v for k, v in results.items() if k != "mean"}))
-            print(f"mean video_auc over {len(splits.test)} targets: {results['mean']['video_auc']:.4f}")
+            print(
+                f"mean video_auc over {len(splits.test)} targets: {results['mean']['video_auc']:.4f}"
+            )
             if tracker.run_id:
                 print(f"MLflow run {tracker.run_id} in {cfg.tracking.uri}")
         tracker.log_artifact(out_dir / "checkpoint", "checkpoint")
@@ -82,8 +116,12 @@ def _report_data(splits, tracker, accelerator) -> None:
             tqdm.write(f"{role:>8}: {index.summary()}")
             for reason, count in index.skipped.items():
                 tqdm.write(f"{'':>8}  skipped {count} ({reason})")
-        tracker.log_params({f"data/{role}/frames": len(index), f"data/{role}/videos": len(set(index.video_ids))})
-        tracker.log_metrics({f"data/{role}/skipped/{reason}": n for reason, n in index.skipped.items()})
+        tracker.log_params(
+            {f"data/{role}/frames": len(index), f"data/{role}/videos": len(set(index.video_ids))}
+        )
+        tracker.log_metrics(
+            {f"data/{role}/skipped/{reason}": n for reason, n in index.skipped.items()}
+        )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -56,7 +56,9 @@ class RandomAffine:
         d, e = -sin, cos
         c = cx - a * (cx + tx) - b * (cy + ty)
         f = cy - d * (cx + tx) - e * (cy + ty)
-        return img.transform(img.size, Image.Transform.AFFINE, (a, b, c, d, e, f), Image.Resampling.BILINEAR)
+        return img.transform(
+            img.size, Image.Transform.AFFINE, (a, b, c, d, e, f), Image.Resampling.BILINEAR
+        )
 
 
 class GaussianBlur:

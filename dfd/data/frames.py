@@ -25,7 +25,9 @@ class FrameTransform:
     mean and std: all from the backbone's image-processor config.
     """
 
-    def __init__(self, spec: InputSpec, augmentations: Mapping[str, Augmentation | None] | None = None) -> None:
+    def __init__(
+        self, spec: InputSpec, augmentations: Mapping[str, Augmentation | None] | None = None
+    ) -> None:
         self.spec = spec
         self.augmentations = [a for a in (augmentations or {}).values() if a is not None]
         self.mean = torch.tensor(spec.mean).view(3, 1, 1)
@@ -35,7 +37,9 @@ class FrameTransform:
         for augment in self.augmentations:
             img = augment(img, rng)
         img = _resize_center_crop(img, self.spec.size, self.spec.resample)
-        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, H, W)
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(
+            2, 0, 1
+        )  # (3, H, W)
         return (x - self.mean) / self.std
 
 

@@ -21,10 +21,16 @@ WEIGHTS, CONFIG, META = "trainable.safetensors", "config.yaml", "meta.json"
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Detached CPU copies of the parameters that train, by name."""
-    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.detach().to("cpu", copy=True).contiguous()
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
 
 
-def save_checkpoint(folder: Path, state: dict[str, torch.Tensor], cfg: DictConfig, meta: dict) -> Path:
+def save_checkpoint(
+    folder: Path, state: dict[str, torch.Tensor], cfg: DictConfig, meta: dict
+) -> Path:
     """Write weights, config and metadata into `folder`, each atomically (temp file, then rename)."""
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{WEIGHTS}.tmp"
@@ -37,7 +43,9 @@ def save_checkpoint(folder: Path, state: dict[str, torch.Tensor], cfg: DictConfi
     return folder
 
 
-def load_trainable(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+def load_trainable(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> None:
     """Copy saved trainable tensors into `model`; every trainable parameter must be present."""
     params = dict(model.named_parameters())
     trainable = {n for n, p in params.items() if p.requires_grad}
@@ -58,5 +66,7 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], DictConfig]:
     """Read a checkpoint folder written by `save_checkpoint`."""
     weights = folder / WEIGHTS
     if not weights.is_file():
-        raise FileNotFoundError(f"no {WEIGHTS} in {folder}: pass the checkpoint folder a training run wrote")
+        raise FileNotFoundError(
+            f"no {WEIGHTS} in {folder}: pass the checkpoint folder a training run wrote"
+        )
     return load_file(str(weights)), OmegaConf.load(folder / CONFIG)

@@ -19,7 +19,10 @@ def parameter_groups(model: nn.Module, weight_decay: float, no_decay: Sequence[s
         if not p.requires_grad:
             continue
         (skip if any(k.lower() in name.lower() for k in no_decay) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": skip, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": skip, "weight_decay": 0.0},
+    ]
     return [g for g in groups if g["params"]]
 
 

@@ -36,7 +36,9 @@ def evaluate_targets(
     results: dict[str, dict[str, float]] = {}
     curves = {}
     for name, index in targets.items():
-        loader = accelerator.prepare(make_loader(index, transform, batch_size, num_workers, train=False, seed=0))
+        loader = accelerator.prepare(
+            make_loader(index, transform, batch_size, num_workers, train=False, seed=0)
+        )
         metrics, scores = evaluate(model, loader.dataset, loader, accelerator, desc=f"test {name}")
         results[name] = metrics
         tracker.log_metrics({f"test/{name}/{k}": v for k, v in metrics.items()})
@@ -44,12 +46,16 @@ def evaluate_targets(
         curves[name] = (v_labels, v_scores, metrics["video_auc"])
         if tracker.enabled and tracker.log_plots:
             plots_dir.mkdir(parents=True, exist_ok=True)
-            hist = plot_score_histogram(v_labels, v_scores, f"{name}: video scores", plots_dir / f"hist_{name}.png")
+            hist = plot_score_histogram(
+                v_labels, v_scores, f"{name}: video scores", plots_dir / f"hist_{name}.png"
+            )
             tracker.log_artifact(hist, "plots")
     mean = {k: float(np.mean([m[k] for m in results.values()])) for k in ("video_auc", "frame_auc")}
     results["mean"] = mean
     tracker.log_metrics({f"test/mean/{k}": v for k, v in mean.items()})
     if tracker.enabled and tracker.log_plots:
-        roc = plot_roc_curves(curves, "video-level ROC on target datasets", plots_dir / "roc_targets.png")
+        roc = plot_roc_curves(
+            curves, "video-level ROC on target datasets", plots_dir / "roc_targets.png"
+        )
         tracker.log_artifact(roc, "plots")
     return results

@@ -76,7 +76,9 @@ class Trainer:
             result.history.append({"epoch": epoch, **train_stats})
         return result
 
-    def _train_epoch(self, epoch: int, scheduler, steps: int, total_steps: int) -> tuple[dict[str, float], int]:
+    def _train_epoch(
+        self, epoch: int, scheduler, steps: int, total_steps: int
+    ) -> tuple[dict[str, float], int]:
         acc, model = self.accelerator, self.model
         model.train()
         self.train_loader.dataset.set_epoch(epoch)
@@ -85,7 +87,11 @@ class Trainer:
         head = acc.unwrap_model(model).head
         sums: dict[str, float] = defaultdict(float)
         batches = 0
-        bar = tqdm(self.train_loader, desc=f"epoch {epoch}/{self.max_epochs}", disable=not acc.is_local_main_process)
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {epoch}/{self.max_epochs}",
+            disable=not acc.is_local_main_process,
+        )
         for batch in bar:
             with acc.accumulate(model), acc.autocast():
                 features = model(batch["pixel_values"])  # (B, D)
@@ -98,7 +104,9 @@ class Trainer:
                 steps += 1
             loss = out["loss"].detach().float().item()
             if not math.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss} at epoch {epoch}, step {steps}")
+                raise FloatingPointError(
+                    f"training loss became {loss} at epoch {epoch}, step {steps}"
+                )
             sums["loss"] += loss
             for k, v in out["terms"].items():
                 sums[k] += float(v)
@@ -112,12 +120,20 @@ class Trainer:
 
     def _validate(self, epoch: int, best: FitResult | None, steps: int) -> FitResult:
         acc = self.accelerator
-        metrics, _ = evaluate(self.model, self.val_loader.dataset, self.val_loader, acc, desc=f"val {epoch}")
+        metrics, _ = evaluate(
+            self.model, self.val_loader.dataset, self.val_loader, acc, desc=f"val {epoch}"
+        )
         self.tracker.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=epoch)
         value = metrics[self.monitor]
-        improved = best is None or (not math.isnan(value) and (math.isnan(best.best_val[self.monitor]) or value > best.best_val[self.monitor]))
+        improved = best is None or (
+            not math.isnan(value)
+            and (math.isnan(best.best_val[self.monitor]) or value > best.best_val[self.monitor])
+        )
         if acc.is_main_process:
-            tqdm.write(f"epoch {epoch}: val {self.monitor} = {value:.4f}" + ("  (best)" if improved else ""))
+            tqdm.write(
+                f"epoch {epoch}: val {self.monitor} = {value:.4f}"
+                + ("  (best)" if improved else "")
+            )
         if not improved:
             best.steps = steps
             return best

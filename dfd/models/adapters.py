@@ -5,6 +5,8 @@ Each `peft` config option instantiates one of these; the trainer only calls `app
 
 from __future__ import annotations
 
+import warnings
+
 from peft import PeftConfig, get_peft_model
 from peft.tuners.ln_tuning.layer import LNTuningLayer
 from torch import nn
@@ -17,7 +19,12 @@ class PeftAdapter:
         self.config = config
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return get_peft_model(model, self.config)
+        with warnings.catch_warnings():
+            # LN-tuning targets plain nn.LayerNorm, which peft supports yet warns about
+            warnings.filterwarnings(
+                "ignore", message="Unsupported layer type", category=UserWarning
+            )
+            return get_peft_model(model, self.config)
 
 
 class FullFineTuning:

@@ -7,8 +7,10 @@ by `save_pretrained`, or with random weights and no download (`pretrained=false`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -149,10 +151,21 @@ class _ProcessorFields:
 
 
 def _load_pretrained(cls: type, name_or_path: str) -> tuple[nn.Module, Any]:
+    looks_local = name_or_path.startswith(("/", ".", "~")) or os.sep * 2 in name_or_path
+    if looks_local and not Path(name_or_path).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"backbone.name_or_path={name_or_path!r} is not a folder. Pass a folder written by "
+            f"`save_pretrained` (config.json, model.safetensors, preprocessor_config.json) or a hub id."
+        )
     try:
         # fp32 master weights: mixed precision is Accelerate's job, not the checkpoint's
-        model = cls.from_pretrained(name_or_path, dtype=torch.float32)
-        processor = transformers.AutoImageProcessor.from_pretrained(name_or_path)
+        model = cls.from_pretrained(
+            str(Path(name_or_path).expanduser()) if looks_local else name_or_path,
+            dtype=torch.float32,
+        )
+        processor = transformers.AutoImageProcessor.from_pretrained(
+            str(Path(name_or_path).expanduser()) if looks_local else name_or_path
+        )
     except OSError as err:
         raise OSError(
             f"could not load backbone weights {name_or_path!r} ({err.__class__.__name__}: "

@@ -1,0 +1,63 @@
+"""A short real training run on the tiny backbone and the demo, through the real entry point."""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+import pytest
+
+from dfd.engine.checkpoint import load_checkpoint
+from dfd.train import train
+from tests.conftest import compose_train, small_run_overrides
+
+
+def _finished_run(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["dfd"], output_format="list")
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_user_command_trains_and_logs_every_target(tmp_path, demo_cache):
+    cfg = compose_train(
+        ["peft=ln", "loss=hypersphere", *small_run_overrides(tmp_path, demo_cache)], tmp_path
+    )
+    results = train(cfg)
+
+    run = _finished_run(tmp_path)
+    assert run.info.status == "FINISHED"
+    targets = list(cfg.data.test)
+    assert len(targets) >= 3
+    for name in targets:
+        for metric in ["frame_auc", "video_auc", "eer", "ap", "acc"]:
+            logged = run.data.metrics[f"test/{name}/{metric}"]
+            assert logged == pytest.approx(results[name][metric])
+    mean = sum(results[n]["video_auc"] for n in targets) / len(targets)
+    assert run.data.metrics["test/mean/video_auc"] == pytest.approx(mean)
+    assert int(run.data.params["trainable_params"]) > 0
+    assert int(run.data.params["total_params"]) > int(run.data.params["trainable_params"])
+    assert run.data.params["peft._target_"] == "dfd.models.adapters.PeftAdapter"
+    assert "val/video_auc" in run.data.metrics and "train/loss" in run.data.metrics
+
+    # the checkpoint holds exactly the trainable tensors, and its config rebuilds the run
+    state, saved_cfg = load_checkpoint(tmp_path / "checkpoint")
+    assert sum(t.numel() for t in state.values()) == int(run.data.params["trainable_params"])
+    assert saved_cfg.loss._target_ == cfg.loss._target_
+
+
+def test_a_crashing_run_is_marked_failed(tmp_path, demo_cache):
+    overrides = [*small_run_overrides(tmp_path, demo_cache), "data.test.mouth.split=nosuchsplit"]
+    cfg = compose_train(overrides, tmp_path)
+    with pytest.raises(ValueError, match="nosuchsplit"):
+        train(cfg)
+    run = _finished_run(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_no_training_lands_at_chance_level_metrics_are_finite(tmp_path, demo_cache):
+    cfg = compose_train(
+        [*small_run_overrides(tmp_path, demo_cache), "trainer.max_epochs=0"], tmp_path
+    )
+    results = train(cfg)
+    assert all(math.isfinite(m["video_auc"]) for m in results.values())
