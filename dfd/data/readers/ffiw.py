@@ -1,0 +1,74 @@
+"""FFIW-10K: real ``source/<split>`` and fake ``target/<split>`` videos; cross-dataset papers test on ``val``.
+
+Raw dataset: ``source/{train,val}/*.mp4`` (real), ``target/{train,val}/*.mp4`` (fake) and
+``target_mask/`` (unused). Source and target videos share file names, so the frames keep
+the two-level folder: ``<root>/source/val/<stem>/<frame>.png`` and
+``<root>/target/val/<stem>/<frame>.png`` (rename via `real_dirs` / `fake_dirs`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from dfd.data.cache import DirScanner, cached_index
+from dfd.data.index import FAKE, REAL, FrameIndex
+from dfd.data.readers._common import (
+    Problems,
+    Rows,
+    abspath,
+    check_on_error,
+    plain,
+    require_dir,
+    scan_labelled_sources,
+    wanted_splits,
+)
+
+DEFAULT_REAL_DIRS = {"train": "source/train", "val": "source/val"}
+DEFAULT_FAKE_DIRS = {"train": "target/train", "val": "target/val"}
+
+
+def read_ffiw(
+    root: str | os.PathLike,
+    name: str = "ffiw",
+    split: str | Sequence[str] | None = "val",
+    real_dirs: Mapping[str, str] | None = None,
+    fake_dirs: Mapping[str, str] | None = None,
+    on_error: str = "raise",
+    cache_dir: str | os.PathLike | None = None,
+) -> FrameIndex:
+    """FFIW frames of the requested split(s): every video folder under the split's real and fake folders.
+
+    `real_dirs` / `fake_dirs` map a split to its folder under `root` (default
+    ``source/<split>`` and ``target/<split>``); the valid splits are their keys. Video ids
+    are ``<folder>/<video>`` (``source/val/00001``), which keeps a real and a fake video of
+    the same file name apart. A missing folder or a video folder without frames is a bad item.
+    """
+    check_on_error(name, on_error)
+    real = plain(real_dirs or DEFAULT_REAL_DIRS)
+    fake = plain(fake_dirs or DEFAULT_FAKE_DIRS)
+    splits = wanted_splits(name, split, sorted(set(real) | set(fake)))
+    root = abspath(root)
+    params = {
+        "name": name,
+        "root": root,
+        "split": splits,
+        "real_dirs": real,
+        "fake_dirs": fake,
+        "on_error": on_error,
+    }
+
+    def build(scanner: DirScanner) -> FrameIndex:
+        require_dir(name, root, "FFIW frame root", "root")
+        problems = Problems(name, on_error)
+        rows = Rows()
+        sources: dict[str, tuple[str, int, str]] = {}
+        for s in splits:
+            if s in real:
+                sources[real[s]] = (real[s].split("/")[0], REAL, s)
+            if s in fake:
+                sources[fake[s]] = (fake[s].split("/")[0], FAKE, s)
+        scan_labelled_sources(rows, scanner, problems, root, sources)
+        return rows.to_index(name, problems, root)
+
+    return cached_index("ffiw", params, [], cache_dir, build)
