@@ -1,0 +1,289 @@
+"""`run_preprocessing(cfg)`: discover videos, skip finished ones, process the rest in a pool."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from dfd.preprocess.errors import PreprocessError
+from dfd.preprocess.extract import ExtractSettings, OutputDirs, VideoResult, process_video
+from dfd.preprocess.faces import FaceDetector, build_face_detector
+from dfd.preprocess.inputs import VideoJob, discover_videos
+from dfd.preprocess.manifest import FORMAT, MANIFEST_NAME, load_manifest, summarize, write_manifest
+from dfd.preprocess.sampling import SAMPLING_MODES
+
+log = logging.getLogger(__name__)
+ON_ERROR = ("raise", "skip")
+
+
+def _resolve(path: str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def settings_from_config(cfg: DictConfig) -> ExtractSettings:
+    """`ExtractSettings` from the composed config, each value checked with a message naming its key."""
+    if cfg.on_error not in ON_ERROR:
+        raise ValueError(f"on_error={cfg.on_error!r} must be one of {ON_ERROR}")
+    if cfg.frames.mode not in SAMPLING_MODES:
+        raise ValueError(f"frames.mode={cfg.frames.mode!r} must be one of {SAMPLING_MODES}")
+    for key in ("frames.num_frames", "frames.stride", "align.size"):
+        if int(OmegaConf.select(cfg, key)) <= 0:
+            raise ValueError(f"{key}={OmegaConf.select(cfg, key)} must be a positive integer")
+    if float(cfg.align.scale) < 1.0:
+        raise ValueError(f"align.scale={cfg.align.scale} must be >= 1 (1.3 in DeepfakeBench)")
+    return ExtractSettings(
+        mode=cfg.frames.mode,
+        num_frames=int(cfg.frames.num_frames),
+        stride=int(cfg.frames.stride),
+        size=int(cfg.align.size),
+        scale=float(cfg.align.scale),
+        redetect=bool(cfg.align.redetect),
+        on_error=cfg.on_error,
+        image_extensions=tuple(cfg.image_extensions),
+    )
+
+
+def _output_settings(cfg: DictConfig, settings: ExtractSettings) -> dict[str, Any]:
+    """The settings that decide the crops, as recorded in the manifest."""
+    detector = OmegaConf.to_container(cfg.preprocess.detector, resolve=True)
+    detector.pop("num_threads", None)  # speed only
+    fields = asdict(settings)
+    for key in ("on_error", "image_extensions"):
+        fields.pop(key)
+    return {**fields, "detector": detector}
+
+
+# One detector per worker process, built once by the pool initializer: building it per video
+# would reload the models each time, and detectors cannot be pickled into the pool.
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(detector_cfg: dict, settings: ExtractSettings, dirs: OutputDirs) -> None:
+    cv2.setNumThreads(1)  # the pool already uses the cores; OpenCV threads would oversubscribe
+    _worker_state.update(detector=build_face_detector(detector_cfg), settings=settings, dirs=dirs)
+
+
+def _work(job: VideoJob) -> VideoResult:
+    state = _worker_state
+    return process_video(job, state["detector"], state["settings"], state["dirs"])
+
+
+def _run_jobs(
+    jobs: list[VideoJob],
+    detector: FaceDetector,
+    detector_cfg: dict,
+    settings: ExtractSettings,
+    dirs: OutputDirs,
+    num_workers: int,
+) -> Iterator[VideoResult]:
+    """Results as videos finish: in this process (``num_workers=0``) or in a process pool.
+
+    Jobs are fed to the pool a few at a time, so a consumer that stops early (``on_error=raise``)
+    leaves at most the videos in flight running.
+    """
+    if num_workers == 0:
+        for job in jobs:
+            yield process_video(job, detector, settings, dirs)
+        return
+    # spawn: fresh workers, no copied locks or threads of the parent (and the macOS default)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        num_workers, context, initializer=_init_worker, initargs=(detector_cfg, settings, dirs)
+    ) as pool:
+        pending: set[Future] = set()
+        queue = iter(jobs)
+        try:
+            while True:
+                for job in queue:
+                    pending.add(pool.submit(_work, job))
+                    if len(pending) >= 2 * num_workers:
+                        break
+                if not pending:
+                    return
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _previous_entries(
+    manifest: dict | None, settings: dict[str, Any], overwrite: bool, path: Path
+) -> dict[str, dict]:
+    if manifest is None:
+        return {}
+    done = [k for k, v in manifest["videos"].items() if v["status"] == "done"]
+    if manifest.get("settings") != settings and done and not overwrite:
+        old = manifest.get("settings", {})
+        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        raise ValueError(
+            f"{path} lists {len(done)} videos made with other settings (changed: {changed}); "
+            "pass overwrite=true to redo them all, or write to another dataset or output_dir"
+        )
+    return dict(manifest["videos"])
+
+
+def _log_sources(jobs: list[VideoJob]) -> None:
+    counts = Counter(job.source for job in jobs)
+    for source, n in sorted(counts.items()):
+        # the frame readers label a source real iff its name contains "real"
+        label = "real (0)" if "real" in source.lower() else "fake (1)"
+        log.info("  source %-24s %6d videos -> label %s", source, n, label)
+
+
+def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
+    """Preprocess every video under ``cfg.input_dir`` into aligned face crops; return the manifest.
+
+    Steps: check the config, build the detector (a missing model fails here, before any
+    video), discover videos, skip those whose crop folder exists (unless ``overwrite``),
+    process the rest with ``num_workers`` processes, and write
+    ``<output_dir>/<dataset>/manifest.json`` -- also when stopped by an error or Ctrl-C.
+    Under ``on_error=raise`` the first bad video raises `PreprocessError` naming it.
+    """
+    settings = settings_from_config(cfg)
+    input_dir, output_dir = _resolve(cfg.input_dir), _resolve(cfg.output_dir)
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"input_dir={cfg.input_dir} is not an existing folder")
+    dataset = str(cfg.dataset_name)
+    if not dataset or dataset in (".", "..") or "/" in dataset or "\\" in dataset:
+        raise ValueError(
+            f"dataset={dataset!r} (dataset_name) must be a plain folder name, e.g. ff or cdf_v2"
+        )
+    if output_dir == input_dir or input_dir in output_dir.parents:
+        raise ValueError(
+            f"output_dir={output_dir} lies inside input_dir={input_dir}: a rerun would read the "
+            "crops back as image folders; choose an output_dir outside it"
+        )
+    num_workers = int(cfg.num_workers)
+    if num_workers < 0:
+        raise ValueError(f"num_workers={num_workers} must be >= 0 (0 = no worker processes)")
+    dirs = OutputDirs(
+        frames=output_dir / dataset,
+        landmarks=_resolve(cfg.landmarks_dir),
+        work=_resolve(cfg.work_dir),
+    )
+
+    detector_cfg = OmegaConf.to_container(cfg.preprocess.detector, resolve=True)
+    detector = build_face_detector(detector_cfg)
+
+    jobs = discover_videos(
+        input_dir,
+        cfg.video_extensions,
+        cfg.image_extensions,
+        int(cfg.source_part),
+        OmegaConf.to_container(cfg.source_rename, resolve=True),
+    )
+    if not jobs:
+        raise FileNotFoundError(
+            f"no videos ({', '.join(cfg.video_extensions)}) or image folders under {input_dir}"
+        )
+    log.info("%d videos under %s -> %s", len(jobs), input_dir, dirs.frames)
+    _log_sources(jobs)
+
+    manifest_path = dirs.frames / MANIFEST_NAME
+    output_settings = _output_settings(cfg, settings)
+    entries = _previous_entries(
+        load_manifest(manifest_path), output_settings, cfg.overwrite, manifest_path
+    )
+    todo, previously_done = [], 0
+    for job in jobs:
+        frames_dir, _ = dirs.final(job)
+        if frames_dir.is_dir() and not cfg.overwrite:
+            previously_done += 1
+            if entries.get(job.video_id, {}).get("status") != "done":
+                entries[job.video_id] = {
+                    "status": "done",
+                    "input": job.path,
+                    "frames_written": len(list(frames_dir.glob("*.png"))),
+                    "note": "found finished on disk; its other counts were not recorded",
+                }
+        else:
+            todo.append(job)
+    if previously_done:
+        log.info(
+            "%d videos already finished: skipped (overwrite=true redoes them)", previously_done
+        )
+
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    run_counts: Counter = Counter()
+    clock = time.perf_counter()
+    first_error: str | None = None
+    try:
+        with logging_redirect_tqdm(), tqdm(total=len(todo), unit="video", desc=dataset) as bar:
+            results = _run_jobs(todo, detector, detector_cfg, settings, dirs, num_workers)
+            for result in results:
+                entry = asdict(result)
+                video_id = entry.pop("video_id")
+                entry["input"] = str(input_dir / result.input)
+                entries[video_id] = entry
+                run_counts[result.status] += 1
+                bar.update()
+                bar.set_postfix(done=run_counts["done"], failed=run_counts["failed"])
+                if result.status == "failed":
+                    if cfg.on_error == "raise":
+                        first_error = result.message
+                        results.close()  # stops the pool, cancelling videos not yet started
+                        break
+                    log.warning("skipped %s", (result.message or "").splitlines()[0])
+    finally:
+        manifest = {
+            "format": FORMAT,
+            "dataset": dataset,
+            "output_dir": str(dirs.frames),
+            "landmarks_dir": str(dirs.landmarks),
+            "settings": output_settings,
+            "summary": summarize(entries),
+            "last_run": {
+                "input_dir": str(input_dir),
+                "started": started,
+                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+                "seconds": round(time.perf_counter() - clock, 2),
+                "processed": run_counts["done"],
+                "failed": run_counts["failed"],
+                "previously_done": previously_done,
+            },
+            "videos": dict(sorted(entries.items())),
+        }
+        write_manifest(manifest_path, manifest)
+    if first_error is not None:
+        raise PreprocessError(
+            f"{first_error} (on_error=raise; on_error=skip records it and goes on)"
+        )
+    _log_summary(manifest, manifest_path)
+    return manifest
+
+
+def _log_summary(manifest: dict[str, Any], path: Path) -> None:
+    summary, run = manifest["summary"], manifest["last_run"]
+    log.info(
+        "this run: %d videos processed, %d failed, %d already done (%.1f s)",
+        run["processed"],
+        run["failed"],
+        run["previously_done"],
+        run["seconds"],
+    )
+    log.info(
+        "dataset %s: %d/%d videos done, %d frames written, frames dropped: %s",
+        manifest["dataset"],
+        summary["done"],
+        summary["videos"],
+        summary["frames_written"],
+        summary["frames_dropped"] or "none",
+    )
+    if summary["skipped"]:
+        log.warning("skipped items by reason: %s", summary["skipped"])
+    log.info("manifest: %s", path)
