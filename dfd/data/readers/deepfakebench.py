@@ -117,6 +117,11 @@ def read_deepfakebench(
                 f"Fix: set dataset to one of them"
             )
         tree = data[ds]
+        if not isinstance(tree, dict) or not all(isinstance(v, dict) for v in tree.values()):
+            raise DataError(
+                f"dataset {name!r}: {json_path} [{ds!r}]: expected {{label_key: {{split: ...}}}}. "
+                f"Fix: regenerate it with DeepfakeBench's rearrange step"
+            )
         chosen = list(tree) if keys is None else keys
         missing = [k for k in chosen if k not in tree]
         if missing:
@@ -132,7 +137,12 @@ def read_deepfakebench(
         prefix = None if strip_prefix is None else strip_prefix.replace("\\", "/")
         for key in chosen:
             for s in splits:
-                node = tree[key].get(s, {})
+                node = tree[key].get(s) or {}
+                if not isinstance(node, dict):
+                    raise DataError(
+                        f"dataset {name!r}: {json_path} [{ds!r}][{key!r}][{s!r}]: expected an "
+                        f"object of videos. Fix: regenerate it with DeepfakeBench's rearrange step"
+                    )
                 where_split = f"{json_path} [{ds!r}][{key!r}][{s!r}]"
                 if node and not any(_is_video(v) for v in node.values()):
                     # FF++: one more level, the compression, between split and video

@@ -145,6 +145,11 @@ def read_dfdc(
                     f"dataset {name!r}: {meta_path}: not valid JSON ({err}). "
                     f"Fix: restore the official metadata.json"
                 ) from err
+            if not isinstance(meta, dict):
+                raise DataError(
+                    f"dataset {name!r}: {meta_path}: expected an object keyed by file name. "
+                    f"Fix: restore the official metadata.json"
+                )
             source = os.path.basename(os.path.dirname(meta_path))
             for filename, info in meta.items():
                 where = f"{meta_path} key {filename!r}"
