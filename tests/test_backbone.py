@@ -1,0 +1,101 @@
+"""Backbones load from a local folder exactly as from the hub, and take their input geometry
+from the image-processor config; missing weights fail with a message that says what to do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+from dfd.build import build_detector
+from tests.conftest import compose_train
+
+
+@pytest.fixture
+def saved_tiny_clip(tmp_path):
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=16,
+        image_size=48,
+    )
+    model = CLIPVisionModel(config).eval()
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": 48},
+        crop_size={"height": 48, "width": 48},
+        resample=2,
+        image_mean=[0.1, 0.2, 0.3],
+        image_std=[0.4, 0.5, 0.6],
+    )
+    model.save_pretrained(tmp_path / "tiny")
+    processor.save_pretrained(tmp_path / "tiny")
+    return tmp_path / "tiny", model
+
+
+def test_local_folder_reproduces_the_saved_model(saved_tiny_clip):
+    folder, reference = saved_tiny_clip
+    cfg = compose_train(
+        ["backbone=clip_vit_b16", f"backbone.name_or_path={folder}", "backbone.pretrained=true"]
+    )
+    detector, _ = build_detector(cfg)
+    backbone = detector.backbone.eval()
+    x = torch.randn(3, 3, 48, 48)
+    with torch.no_grad():
+        expected = reference(pixel_values=x).pooler_output
+        torch.testing.assert_close(backbone(x), expected, rtol=0, atol=0)
+    # input geometry and statistics come from the folder's preprocessor_config.json
+    spec = backbone.input_spec
+    assert spec.size == (48, 48) and spec.resample == 2
+    assert spec.mean == pytest.approx((0.1, 0.2, 0.3)) and spec.std == pytest.approx(
+        (0.4, 0.5, 0.6)
+    )
+    assert backbone.feature_dim == 32
+
+
+def test_random_backbone_takes_geometry_from_its_config():
+    cfg = compose_train(["backbone=clip_vit_l14_336", "backbone.pretrained=false"])
+    with torch.device("meta"):
+        detector, _ = build_detector(cfg)
+    spec = detector.backbone.input_spec
+    assert spec.size == (336, 336) and spec.resample == 3
+    assert spec.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+
+
+def test_missing_local_folder_names_the_key(tmp_path):
+    cfg = compose_train([f"backbone.name_or_path={tmp_path}/nope", "backbone.pretrained=true"])
+    with pytest.raises(Exception, match="backbone.name_or_path"):
+        build_detector(cfg)
+
+
+def test_unreachable_hub_id_says_how_to_provide_a_folder(monkeypatch):
+    import huggingface_hub.constants
+
+    # offline as on the development machines, without waiting for network retries
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    cfg = compose_train(
+        ["backbone=clip_vit_l14", "backbone.name_or_path=openai/clip-vit-large-patch14"]
+    )
+    with pytest.raises(Exception, match=r"openai/clip-vit-large-patch14.*--local-dir"):
+        build_detector(cfg)
+
+
+def test_dinov2_feature_is_the_normalized_cls(tmp_path):
+    overrides = [
+        "backbone=dinov2_vit_b14",
+        "backbone.pretrained=false",
+        "backbone.architecture.hidden_size=32",
+        "backbone.architecture.num_hidden_layers=2",
+        "backbone.architecture.num_attention_heads=2",
+        "backbone.architecture.image_size=28",
+        "peft=ln",
+    ]
+    detector, _ = build_detector(compose_train(overrides))
+    trainable = [
+        n for n, p in detector.named_parameters() if p.requires_grad and n.startswith("backbone.")
+    ]
+    # DINOv2's LayerNorms: norm1 and norm2 of 2 layers plus the final layernorm, weight + bias each
+    assert len(trainable) == (2 * 2 + 1) * 2
+    assert detector.backbone(torch.randn(2, 3, 28, 28)).shape == (2, 32)
