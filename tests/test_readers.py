@@ -279,20 +279,29 @@ def test_dfdcp_dataset_json(tmp_path):
 
 
 def test_ffiw_val_keeps_real_and_fake_of_the_same_name_apart(tmp_path):
-    root = tmp_path / "FFIW10K"
-    for d in ["source/val/00001", "target/val/00001", "source/train/00002", "target/train/00002"]:
+    root = tmp_path / "ffiw"
+    for d in ["real_val/00001", "fake_val/00001", "real_train/00002", "fake_train/00002"]:
         frames(root / d)
     idx = read_ffiw(root)
-    assert videos(idx) == {"source/val/00001": 0, "target/val/00001": 1}
+    assert videos(idx) == {"real_val/00001": 0, "fake_val/00001": 1}
     assert set(idx.splits) == {"val"}
     with pytest.raises(
         DataError, match=r"unknown split \['test'\]; valid splits: \['train', 'val'\]"
     ):
         read_ffiw(root, split="test")
-    (root / "target" / "val" / "00009").mkdir()  # a video folder with no frames
-    with pytest.raises(DataError, match=r"target/val/00009 .*no frames"):
+    (root / "fake_val" / "00009").mkdir()  # a video folder with no frames
+    with pytest.raises(DataError, match=r"fake_val/00009 .*no frames"):
         read_ffiw(root)
     assert read_ffiw(root, on_error="skip").skipped == {"no_frames": 1}
+
+
+def test_ffiw_mirrored_raw_layout(tmp_path):
+    root = tmp_path / "FFIW10K"
+    for d in ["source/val/00001", "target/val/00001"]:
+        frames(root / d)
+    idx = read_ffiw(root, real_dirs={"val": "source/val"}, fake_dirs={"val": "target/val"})
+    assert videos(idx) == {"source/val/00001": 0, "target/val/00001": 1}
+    assert set(idx.sources) == {"source", "target"}
 
 
 def test_dfd_real_fake_folders_all_test(tmp_path):
@@ -628,7 +637,7 @@ def test_protocol_overrides_add_drop_and_change_targets(tmp_path):
     assert list(cfg.data.test) == ["cdf_v2", "dfd", "dfdcp", "ffiw", "ffiw_train"]
     assert cfg.data.test.ffiw_train.split == "train" and cfg.data.test.ffiw.split == "val"
     assert cfg.data.test.cdf_v2.root == "/fast/cdf"
-    assert cfg.data.train.root.endswith("FF++_c40") and cfg.data.val.root.endswith("FF++_c40")
+    assert cfg.data.train.root.endswith("ff_c40") and cfg.data.val.root.endswith("ff_c40")
     assert cfg.data.test.dfd.on_error == "skip"
     demo = compose_train(["+dataset@data.test.ffiw=ffiw"], tmp_path)
     assert "ffiw" in demo.data.test and demo.data.test.ffiw.split == "val"

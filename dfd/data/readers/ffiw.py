@@ -1,9 +1,11 @@
 """FFIW-10K: real ``source/<split>`` and fake ``target/<split>`` videos; cross-dataset papers test on ``val``.
 
 Raw dataset: ``source/{train,val}/*.mp4`` (real), ``target/{train,val}/*.mp4`` (fake) and
-``target_mask/`` (unused). Source and target videos share file names, so the frames keep
-the two-level folder: ``<root>/source/val/<stem>/<frame>.png`` and
-``<root>/target/val/<stem>/<frame>.png`` (rename via `real_dirs` / `fake_dirs`).
+``target_mask/`` (unused). Source and target videos share file names, so each raw folder
+is preprocessed into its own source folder: ``<root>/real_val/<stem>/<frame>.png`` and
+``<root>/fake_val/<stem>/<frame>.png`` by default (``real_train``/``fake_train`` for train).
+`real_dirs` / `fake_dirs` rename them; nested names work too (``source/val`` for a layout
+that mirrors the raw folders).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from dfd.data.readers._common import (
     wanted_splits,
 )
 
-DEFAULT_REAL_DIRS = {"train": "source/train", "val": "source/val"}
-DEFAULT_FAKE_DIRS = {"train": "target/train", "val": "target/val"}
+DEFAULT_REAL_DIRS = {"train": "real_train", "val": "real_val"}
+DEFAULT_FAKE_DIRS = {"train": "fake_train", "val": "fake_val"}
 
 
 def read_ffiw(
@@ -40,9 +42,9 @@ def read_ffiw(
     """FFIW frames of the requested split(s): every video folder under the split's real and fake folders.
 
     `real_dirs` / `fake_dirs` map a split to its folder under `root` (default
-    ``source/<split>`` and ``target/<split>``); the valid splits are their keys. Video ids
-    are ``<folder>/<video>`` (``source/val/00001``), which keeps a real and a fake video of
-    the same file name apart. A missing folder or a video folder without frames is a bad item.
+    ``real_<split>`` and ``fake_<split>``); the valid splits are their keys. Video ids are
+    ``<folder>/<video>`` (``real_val/00001``), which keeps a real and a fake video of the
+    same file name apart; the source is the folder's first component. A missing folder or a video folder without frames is a bad item.
     """
     check_on_error(name, on_error)
     real = plain(real_dirs or DEFAULT_REAL_DIRS)
