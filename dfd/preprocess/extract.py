@@ -22,7 +22,12 @@ from dfd.preprocess.errors import (
 )
 from dfd.preprocess.faces import FaceDetector, largest_face
 from dfd.preprocess.inputs import VideoJob
-from dfd.preprocess.reading import FrameCountMismatch, open_frames
+from dfd.preprocess.reading import (
+    FrameCountMismatch,
+    ImageFolderReader,
+    VideoFileReader,
+    open_frames,
+)
 from dfd.preprocess.sampling import sample_frame_indices
 
 # frame-level drop reasons (not errors: counted per video)
@@ -73,7 +78,7 @@ class VideoResult:
 
     video_id: str
     input: str
-    status: str  # done | failed | previously_done
+    status: str  # done | failed
     reason: str | None = None
     message: str | None = None
     frames_total: int | None = None
@@ -88,7 +93,11 @@ class VideoResult:
 
 
 def _extract_frames(
-    reader, indices: np.ndarray, detector: FaceDetector, settings: ExtractSettings, out: Path
+    reader: VideoFileReader | ImageFolderReader,
+    indices: np.ndarray,
+    detector: FaceDetector,
+    settings: ExtractSettings,
+    out: Path,
 ) -> tuple[Counter, Counter, int]:
     """Write ``NNN.png`` and ``NNN.npy`` under `out` for each sampled frame with a face.
 

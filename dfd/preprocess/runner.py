@@ -259,12 +259,24 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
             "videos": dict(sorted(entries.items())),
         }
         write_manifest(manifest_path, manifest)
+    _remove_empty_dirs(dirs.work)
     if first_error is not None:
         raise PreprocessError(
             f"{first_error} (on_error=raise; on_error=skip records it and goes on)"
         )
     _log_summary(manifest, manifest_path)
     return manifest
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    # finished videos leave their empty <source> folders behind in the work folder
+    if not root.is_dir():
+        return
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if not any(root.iterdir()):
+        root.rmdir()
 
 
 def _log_summary(manifest: dict[str, Any], path: Path) -> None:
