@@ -9,7 +9,6 @@ from pathlib import Path
 
 import hydra
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.build import build_detector, load_splits, make_loader
 from dfd.data.frames import FrameTransform
+from dfd.engine.accelerator import make_accelerator
 from dfd.engine.checkpoint import load_trainable
 from dfd.engine.optim import build_optimizer
 from dfd.engine.targets import evaluate_targets
@@ -29,9 +29,7 @@ from dfd.report import metrics_table
 def train(cfg: DictConfig) -> dict[str, dict[str, float]]:
     """Train on the source domain, select on its validation split, evaluate every target."""
     t = cfg.trainer
-    accelerator = Accelerator(
-        mixed_precision=t.precision, gradient_accumulation_steps=t.grad_accum_steps, cpu=t.cpu
-    )
+    accelerator = make_accelerator(t.precision, t.grad_accum_steps, t.cpu)
     set_seed(cfg.seed)
     torch.set_float32_matmul_precision(t.matmul_precision)
     model, objective = build_detector(cfg)

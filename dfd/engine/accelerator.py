@@ -1,0 +1,18 @@
+"""The Accelerator every entry point uses: one process, `accelerate launch` or `torchrun`."""
+
+from __future__ import annotations
+
+import torch
+from accelerate import Accelerator
+
+
+def make_accelerator(precision: str, grad_accum_steps: int = 1, cpu: bool | None = None) -> Accelerator:
+    """An Accelerator for this process.
+
+    `cpu=None` means: run on the CPU when torch sees no accelerator device. It matters for
+    multi-process CPU runs: Accelerate sets up its gloo process group only when told the
+    run is on the CPU, and would otherwise run every torchrun process as a lone job.
+    """
+    if cpu is None:
+        cpu = not torch.accelerator.is_available()
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=grad_accum_steps, cpu=cpu)

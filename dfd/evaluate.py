@@ -1,0 +1,72 @@
+"""Entry point: `python -m dfd.evaluate checkpoint=<folder>` scores a trained detector on targets.
+
+Runs as one process or under `accelerate launch` / `torchrun`; every frame is scored once
+whatever the number of processes, so the metrics do not depend on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from accelerate.utils import set_seed
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import dfd.config  # noqa: F401  (registers the config resolvers)
+from dfd.build import build_detector
+from dfd.data.frames import FrameTransform
+from dfd.engine.accelerator import make_accelerator
+from dfd.engine.checkpoint import load_checkpoint, load_trainable
+from dfd.engine.targets import evaluate_targets
+from dfd.report import metrics_table
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict[str, float]]:
+    """Rebuild the checkpoint's detector, load its trainable tensors, evaluate every target."""
+    folder = Path(cfg.checkpoint).expanduser()
+    state, train_cfg = load_checkpoint(folder)
+    data_cfg = cfg.data if cfg.get("data") else train_cfg.data
+    accelerator = make_accelerator(cfg.precision, cpu=cfg.cpu)
+    # the checkpoint holds only trainable tensors; a backbone built at random
+    # (backbone.pretrained=false) gets its frozen weights back from the training seed
+    set_seed(train_cfg.seed)
+    model, _ = build_detector(train_cfg)
+    load_trainable(model, state, source=str(folder))
+    with accelerator.main_process_first():
+        targets = {name: instantiate(spec) for name, spec in data_cfg.test.items()}
+    per_video = (data_cfg.get("frames_per_video") or {}).get("eval")
+    targets = {name: index.frames_per_video(per_video) for name, index in targets.items()}
+
+    tracker = instantiate(cfg.tracking)
+    run_cfg = OmegaConf.create(
+        {"checkpoint": str(folder.resolve()), "trained": train_cfg, "data": data_cfg}
+    )
+    with tracker.run(run_cfg, active=accelerator.is_main_process):
+        model = accelerator.prepare(model)
+        results = evaluate_targets(
+            model,
+            targets,
+            FrameTransform(accelerator.unwrap_model(model).backbone.input_spec),
+            accelerator,
+            tracker,
+            cfg.eval_batch_size,
+            cfg.num_workers,
+            Path(cfg.paths.output_dir) / "plots",
+        )
+        if accelerator.is_main_process:
+            print(metrics_table({k: v for k, v in results.items() if k != "mean"}))
+            print(f"mean video_auc over {len(targets)} targets: {results['mean']['video_auc']:.4f}")
+    accelerator.end_training()
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> float:
+    with open_dict(cfg):
+        cfg.checkpoint = str(Path(cfg.checkpoint).expanduser().resolve())
+    return evaluate_checkpoint(cfg)["mean"]["video_auc"]
+
+
+if __name__ == "__main__":
+    main()
