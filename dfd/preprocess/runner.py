@@ -145,16 +145,8 @@ def _log_sources(jobs: list[VideoJob]) -> None:
         log.info("  source %-24s %6d videos -> label %s", source, n, label)
 
 
-def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
-    """Preprocess every video under ``cfg.input_dir`` into aligned face crops; return the manifest.
-
-    Steps: check the config, build the detector (a missing model fails here, before any
-    video), discover videos, skip those whose crop folder exists (unless ``overwrite``),
-    process the rest with ``num_workers`` processes, and write
-    ``<output_dir>/<dataset>/manifest.json`` -- also when stopped by an error or Ctrl-C.
-    Under ``on_error=raise`` the first bad video raises `PreprocessError` naming it.
-    """
-    settings = settings_from_config(cfg)
+def _check_paths(cfg: DictConfig) -> tuple[Path, str, OutputDirs]:
+    """Input folder, dataset name and output folders, each checked with a message naming its key."""
     input_dir, output_dir = _resolve(cfg.input_dir), _resolve(cfg.output_dir)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input_dir={cfg.input_dir} is not an existing folder")
@@ -168,15 +160,61 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
             f"output_dir={output_dir} lies inside input_dir={input_dir}: a rerun would read the "
             "crops back as image folders; choose an output_dir outside it"
         )
-    num_workers = int(cfg.num_workers)
-    if num_workers < 0:
-        raise ValueError(f"num_workers={num_workers} must be >= 0 (0 = no worker processes)")
     dirs = OutputDirs(
         frames=output_dir / dataset,
         landmarks=_resolve(cfg.landmarks_dir),
         work=_resolve(cfg.work_dir),
     )
+    return input_dir, dataset, dirs
 
+
+def _make_output_dirs(dirs: OutputDirs) -> None:
+    for folder in (dirs.frames, dirs.landmarks, dirs.work):
+        folder.mkdir(parents=True, exist_ok=True)
+    if len({folder.stat().st_dev for folder in (dirs.frames, dirs.landmarks, dirs.work)}) > 1:
+        # finished videos are renamed out of work_dir: a rename cannot cross file systems
+        raise ValueError(
+            f"work_dir={dirs.work}, landmarks_dir and output_dir must be on one file system "
+            "(the defaults put them all under output_dir)"
+        )
+
+
+def _split_finished(
+    jobs: list[VideoJob], dirs: OutputDirs, entries: dict[str, dict], overwrite: bool
+) -> tuple[list[VideoJob], int]:
+    """Jobs still to do, and how many are finished (their crop folder exists)."""
+    todo, finished = [], 0
+    for job in jobs:
+        frames_dir, _ = dirs.final(job)
+        if overwrite or not frames_dir.is_dir():
+            todo.append(job)
+            continue
+        finished += 1
+        if entries.get(job.video_id, {}).get("status") != "done":
+            # finished by a run whose manifest was lost (e.g. killed): rebuild what the disk shows
+            entries[job.video_id] = {
+                "status": "done",
+                "input": job.path,
+                "frames_written": len(list(frames_dir.glob("*.png"))),
+                "note": "found finished on disk; its other counts were not recorded",
+            }
+    return todo, finished
+
+
+def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
+    """Preprocess every video under ``cfg.input_dir`` into aligned face crops; return the manifest.
+
+    Steps: check the config, build the detector (a missing model fails here, before any
+    video), discover videos, skip those whose crop folder exists (unless ``overwrite``),
+    process the rest with ``num_workers`` processes, and write
+    ``<output_dir>/<dataset>/manifest.json`` -- also when stopped by an error or Ctrl-C.
+    Under ``on_error=raise`` the first bad video raises `PreprocessError` naming it.
+    """
+    settings = settings_from_config(cfg)
+    input_dir, dataset, dirs = _check_paths(cfg)
+    num_workers = int(cfg.num_workers)
+    if num_workers < 0:
+        raise ValueError(f"num_workers={num_workers} must be >= 0 (0 = no worker processes)")
     detector_cfg = OmegaConf.to_container(cfg.preprocess.detector, resolve=True)
     detector = build_face_detector(detector_cfg)
 
@@ -193,33 +231,23 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
         )
     log.info("%d videos under %s -> %s", len(jobs), input_dir, dirs.frames)
     _log_sources(jobs)
-
+    _make_output_dirs(dirs)
     manifest_path = dirs.frames / MANIFEST_NAME
     output_settings = _output_settings(cfg, settings)
     entries = _previous_entries(
         load_manifest(manifest_path), output_settings, cfg.overwrite, manifest_path
     )
-    todo, previously_done = [], 0
-    for job in jobs:
-        frames_dir, _ = dirs.final(job)
-        if frames_dir.is_dir() and not cfg.overwrite:
-            previously_done += 1
-            if entries.get(job.video_id, {}).get("status") != "done":
-                entries[job.video_id] = {
-                    "status": "done",
-                    "input": job.path,
-                    "frames_written": len(list(frames_dir.glob("*.png"))),
-                    "note": "found finished on disk; its other counts were not recorded",
-                }
-        else:
-            todo.append(job)
-    if previously_done:
-        log.info(
-            "%d videos already finished: skipped (overwrite=true redoes them)", previously_done
-        )
+    todo, finished = _split_finished(jobs, dirs, entries, cfg.overwrite)
+    if finished:
+        log.info("%d videos already finished: skipped (overwrite=true redoes them)", finished)
 
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    run_counts: Counter = Counter()
+    last_run = {
+        "input_dir": str(input_dir),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "processed": 0,
+        "failed": 0,
+        "previously_done": finished,
+    }
     clock = time.perf_counter()
     first_error: str | None = None
     try:
@@ -227,12 +255,11 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
             results = _run_jobs(todo, detector, detector_cfg, settings, dirs, num_workers)
             for result in results:
                 entry = asdict(result)
-                video_id = entry.pop("video_id")
-                entry["input"] = str(input_dir / result.input)
-                entries[video_id] = entry
-                run_counts[result.status] += 1
+                entry["input"] = str(input_dir / entry["input"])
+                entries[entry.pop("video_id")] = entry
+                last_run["processed" if result.status == "done" else "failed"] += 1
                 bar.update()
-                bar.set_postfix(done=run_counts["done"], failed=run_counts["failed"])
+                bar.set_postfix(done=last_run["processed"], failed=last_run["failed"])
                 if result.status == "failed":
                     if cfg.on_error == "raise":
                         first_error = result.message
@@ -240,6 +267,8 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
                         break
                     log.warning("skipped %s", (result.message or "").splitlines()[0])
     finally:
+        last_run["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        last_run["seconds"] = round(time.perf_counter() - clock, 2)
         manifest = {
             "format": FORMAT,
             "dataset": dataset,
@@ -247,19 +276,11 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
             "landmarks_dir": str(dirs.landmarks),
             "settings": output_settings,
             "summary": summarize(entries),
-            "last_run": {
-                "input_dir": str(input_dir),
-                "started": started,
-                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-                "seconds": round(time.perf_counter() - clock, 2),
-                "processed": run_counts["done"],
-                "failed": run_counts["failed"],
-                "previously_done": previously_done,
-            },
+            "last_run": last_run,
             "videos": dict(sorted(entries.items())),
         }
         write_manifest(manifest_path, manifest)
-    _remove_empty_dirs(dirs.work)
+        _remove_empty_dirs(dirs.work)
     if first_error is not None:
         raise PreprocessError(
             f"{first_error} (on_error=raise; on_error=skip records it and goes on)"
