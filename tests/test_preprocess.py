@@ -153,6 +153,8 @@ def test_sources_come_from_the_parent_folder_and_clashes_fail(tmp_path):
     # source_part=1: the first folder under input_dir, renamed so the label rule sees "real"
     jobs = discover_videos(tmp_path / "in", [".avi"], [".png"], 1, {"original": "real"})
     assert [j.video_id for j in jobs] == ["real/000"]
+    jobs = discover_videos(tmp_path / "in", [".mp4"], [".png"], include=["*/F2F/*"])
+    assert [j.video_id for j in jobs] == ["F2F/000_003"]
     with pytest.raises(ValueError, match="same <source>/<video>"):
         discover_videos(tmp_path / "in", [".mp4"], [".png"], source_part=1)
 

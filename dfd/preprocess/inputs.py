@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ def discover_videos(
     image_extensions: Sequence[str],
     source_part: int = -1,
     source_rename: Mapping[str, str] | None = None,
+    include: Sequence[str] | None = None,
 ) -> list[VideoJob]:
     """All video files and image folders under `input_dir`, sorted by relative path.
 
@@ -58,7 +60,9 @@ def discover_videos(
     any folder that directly holds at least one file with one of `image_extensions`. Hidden
     files and folders are ignored. The source name is chosen by `source_of` and then renamed
     through `source_rename` (e.g. ``{youtube: real}``, since labels come from the source
-    name). Two inputs that would write to the same ``<source>/<video>`` are an error.
+    name). `include` keeps only inputs whose relative path matches one of its shell patterns
+    (`fnmatch`, ``*`` also crosses folders: ``*/c23/*`` picks FF++'s c23 videos). Two inputs
+    that would write to the same ``<source>/<video>`` are an error.
     """
     video_exts = {e.lower() for e in video_extensions}
     image_exts = {e.lower() for e in image_extensions}
@@ -93,6 +97,8 @@ def discover_videos(
                         Path(name).stem,
                     )
                 )
+    if include:
+        jobs = [j for j in jobs if any(fnmatch.fnmatchcase(j.rel_path, p) for p in include)]
     jobs.sort(key=lambda j: j.rel_path)
     _check_unique(jobs)
     return jobs

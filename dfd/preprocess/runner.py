@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 ON_ERROR = ("raise", "skip")
 
 
+def _as_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
 def _resolve(path: str) -> Path:
     return Path(path).expanduser().resolve()
 
@@ -223,7 +229,8 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
         cfg.video_extensions,
         cfg.image_extensions,
         int(cfg.source_part),
-        OmegaConf.to_container(cfg.source_rename, resolve=True),
+        OmegaConf.to_container(cfg.source_rename) if cfg.source_rename is not None else None,
+        _as_list(cfg.include),
     )
     if not jobs:
         raise FileNotFoundError(
