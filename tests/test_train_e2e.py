@@ -62,3 +62,16 @@ def test_no_training_lands_at_chance_level_metrics_are_finite(tmp_path, demo_cac
     results = train(cfg)
     assert results["best_epoch"] == 0
     assert all(math.isfinite(m["video_auc"]) for m in results["test"].values())
+
+
+def test_bf16_and_gradient_accumulation_train(tmp_path, demo_cache):
+    overrides = [
+        *small_run_overrides(tmp_path, demo_cache),
+        "trainer.precision=bf16",
+        "trainer.grad_accum_steps=2",
+        "trainer.max_steps=2",
+        "tracking=none",
+    ]
+    results = train(compose_train(overrides, tmp_path))
+    assert results["best_epoch"] in (0, 1)
+    assert all(math.isfinite(m["video_auc"]) for m in results["test"].values())

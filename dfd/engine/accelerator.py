@@ -6,7 +6,9 @@ import torch
 from accelerate import Accelerator
 
 
-def make_accelerator(precision: str, grad_accum_steps: int = 1, cpu: bool | None = None) -> Accelerator:
+def make_accelerator(
+    precision: str, grad_accum_steps: int = 1, cpu: bool | None = None
+) -> Accelerator:
     """An Accelerator for this process.
 
     `cpu=None` means: run on the CPU when torch sees no accelerator device. It matters for
@@ -15,4 +17,6 @@ def make_accelerator(precision: str, grad_accum_steps: int = 1, cpu: bool | None
     """
     if cpu is None:
         cpu = not torch.accelerator.is_available()
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=grad_accum_steps, cpu=cpu)
+    return Accelerator(
+        mixed_precision=precision, gradient_accumulation_steps=grad_accum_steps, cpu=cpu
+    )

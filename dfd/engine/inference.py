@@ -26,7 +26,9 @@ def predict(
     """
     model.eval()
     indices, probs = [], []
-    bar = tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process)
+    bar = tqdm(
+        loader, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True
+    )
     for batch in bar:
         with accelerator.autocast():
             p = accelerator.unwrap_model(model).fake_probability(batch["pixel_values"])

@@ -1,0 +1,58 @@
+"""MLflow runs end FINISHED, FAILED or KILLED: never left RUNNING."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import mlflow
+import pytest
+from omegaconf import OmegaConf
+
+from dfd.tracking import Tracker, flatten
+
+
+def _status(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
+    (run,) = mlflow.search_runs(experiment_names=["t"], output_format="list")
+    return run
+
+
+def _tracker(tmp_path):
+    return Tracker(uri=f"sqlite:///{tmp_path}/m.db", experiment="t")
+
+
+CFG = OmegaConf.create({"a": {"b": 1, "c": [1, 2]}, "d": "x"})
+
+
+def test_finished_run_holds_flat_params(tmp_path):
+    with _tracker(tmp_path).run(CFG) as t:
+        t.log_metrics({"m": 0.5, "skipped_nan": float("nan")})
+    run = _status(tmp_path)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"a.b": "1", "a.c": "[1, 2]", "d": "x"}
+    assert run.data.metrics == {"m": 0.5}
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+
+
+def test_exception_marks_failed(tmp_path):
+    with pytest.raises(RuntimeError), _tracker(tmp_path).run(CFG):
+        raise RuntimeError("boom")
+    assert _status(tmp_path).info.status == "FAILED"
+
+
+def test_interrupt_and_sigterm_mark_killed(tmp_path):
+    with pytest.raises(KeyboardInterrupt), _tracker(tmp_path).run(CFG):
+        os.kill(os.getpid(), signal.SIGTERM)  # what torchrun or a scheduler sends
+    assert _status(tmp_path).info.status == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_inactive_tracker_writes_nothing(tmp_path):
+    with Tracker(uri=f"sqlite:///{tmp_path}/m.db", experiment="t").run(CFG, active=False) as t:
+        t.log_metrics({"m": 1.0})
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_flatten_nested():
+    assert flatten({"x": {"y": {"z": 1}}, "e": {}}) == {"x.y.z": "1", "e": "{}"}
