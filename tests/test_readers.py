@@ -607,7 +607,8 @@ def test_dataset_configs_instantiate_the_readers(tmp_path):
 @pytest.mark.parametrize(
     ("protocol", "targets"),
     [
-        ("ff_cross", ["cdf_v2", "dfd", "dfdc", "dfdcp", "ffiw"]),
+        ("ff_cross", ["cdf_v2", "dfd", "dfdc", "ffiw"]),
+        ("ff_cross_all", ["cdf_v2", "dfd", "dfdc", "ffiw", "dfdcp"]),
         ("ff_cross_manipulation", ["ff_DF", "ff_F2F", "ff_FS", "ff_NT"]),
         ("deepfakebench", ["cdf_v2", "dfd", "dfdc", "dfdcp"]),
         ("filelist", ["cdf_v2"]),
@@ -634,7 +635,7 @@ def test_protocol_overrides_add_drop_and_change_targets(tmp_path):
         ],
         tmp_path,
     )
-    assert list(cfg.data.test) == ["cdf_v2", "dfd", "dfdcp", "ffiw", "ffiw_train"]
+    assert list(cfg.data.test) == ["cdf_v2", "dfd", "ffiw", "ffiw_train"]
     assert cfg.data.test.ffiw_train.split == "train" and cfg.data.test.ffiw.split == "val"
     assert cfg.data.test.cdf_v2.root == "/fast/cdf"
     assert cfg.data.train.root.endswith("ff_c40") and cfg.data.val.root.endswith("ff_c40")
