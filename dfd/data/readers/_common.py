@@ -8,6 +8,7 @@ that start from a list of raw videos (Celeb-DF, DFDC, DFDCP) use it to find the 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
@@ -116,6 +117,28 @@ def require_file(dataset: str, path: str, what: str, config_key: str) -> None:
             f"dataset {dataset!r}: {what} {path} does not exist [missing_file]. "
             f"Fix: point {config_key} at it (e.g. data.<train|val|test.NAME>.{config_key}=/path)"
         )
+
+
+def load_json(
+    dataset: str, path: str, expected: type, shape: str, fix: str, reason: str = ""
+) -> Any:
+    """Parse a label or split JSON file whose top level must be of type `expected`.
+
+    Invalid JSON or another top-level type is a `DataError` naming the file, the expected
+    `shape`, and the `fix`; `reason` (e.g. ``" [bad_split_file]"``) tags the message.
+    """
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise DataError(
+            f"dataset {dataset!r}: {path}: not valid JSON ({err}){reason}. Fix: {fix}"
+        ) from err
+    if not isinstance(data, expected):
+        raise DataError(
+            f"dataset {dataset!r}: {path}: expected {shape}, got {type(data).__name__}{reason}. Fix: {fix}"
+        )
+    return data
 
 
 def require_dir(dataset: str, path: str, what: str, config_key: str) -> None:

@@ -15,7 +15,6 @@ are accepted, and `strip_prefix` removes a machine-specific prefix first.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 
@@ -27,6 +26,7 @@ from dfd.data.readers._common import (
     Rows,
     abspath,
     check_on_error,
+    load_json,
     plain,
     require_file,
     wanted_splits,
@@ -93,15 +93,14 @@ def read_deepfakebench(
 
     def build(scanner: DirScanner) -> FrameIndex:
         require_file(name, json_path, "DeepfakeBench dataset JSON", "json_path")
-        try:
-            with open(json_path) as f:
-                data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise DataError(
-                f"dataset {name!r}: {json_path}: not valid JSON ({err}). "
-                f"Fix: regenerate it with DeepfakeBench's rearrange step"
-            ) from err
-        if not isinstance(data, dict) or not data:
+        data = load_json(
+            name,
+            json_path,
+            dict,
+            "{dataset: {label_key: ...}}",
+            "regenerate it with DeepfakeBench's rearrange step",
+        )
+        if not data:
             raise DataError(
                 f"dataset {name!r}: {json_path}: expected {{dataset: {{label_key: ...}}}}"
             )

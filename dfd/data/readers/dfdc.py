@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import os
 from collections.abc import Sequence
 
@@ -27,6 +26,7 @@ from dfd.data.readers._common import (
     add_video_folder,
     check_on_error,
     frame_dir_key,
+    load_json,
     plain,
     require_dir,
     require_file,
@@ -137,19 +137,13 @@ def read_dfdc(
                     parent, video = frame_dir_key(filename)
                     add(parent or test_source, video, _CSV_LABEL[raw], "test", where)
         for meta_path in metadata_files:
-            try:
-                with open(meta_path) as f:
-                    meta = json.load(f)
-            except json.JSONDecodeError as err:
-                raise DataError(
-                    f"dataset {name!r}: {meta_path}: not valid JSON ({err}). "
-                    f"Fix: restore the official metadata.json"
-                ) from err
-            if not isinstance(meta, dict):
-                raise DataError(
-                    f"dataset {name!r}: {meta_path}: expected an object keyed by file name. "
-                    f"Fix: restore the official metadata.json"
-                )
+            meta = load_json(
+                name,
+                meta_path,
+                dict,
+                "an object keyed by file name",
+                "restore the official metadata.json",
+            )
             source = os.path.basename(os.path.dirname(meta_path))
             for filename, info in meta.items():
                 where = f"{meta_path} key {filename!r}"

@@ -9,20 +9,19 @@ stem, e.g. ``<root>/1224068_A/1917022_B_003/000.png``).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 
 from dfd.data.cache import DirScanner, cached_index
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.readers._common import (
-    DataError,
     Problems,
     Rows,
     abspath,
     add_video_folder,
     check_on_error,
     frame_dir_key,
+    load_json,
     require_dir,
     require_file,
     wanted_splits,
@@ -61,19 +60,13 @@ def read_dfdcp(
     def build(scanner: DirScanner) -> FrameIndex:
         require_dir(name, root, "DFDCP frame root", "root")
         require_file(name, dataset_json, "DFDCP dataset.json", "dataset_json")
-        try:
-            with open(dataset_json) as f:
-                entries = json.load(f)
-        except json.JSONDecodeError as err:
-            raise DataError(
-                f"dataset {name!r}: {dataset_json}: not valid JSON ({err}). "
-                f"Fix: restore the official dataset.json"
-            ) from err
-        if not isinstance(entries, dict):
-            raise DataError(
-                f"dataset {name!r}: {dataset_json}: expected an object keyed by video path. "
-                f"Fix: restore the official dataset.json"
-            )
+        entries = load_json(
+            name,
+            dataset_json,
+            dict,
+            "an object keyed by video path",
+            "restore the official dataset.json",
+        )
         problems = Problems(name, on_error)
         rows = Rows()
         folders: dict[str, str] = {}

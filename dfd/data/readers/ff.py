@@ -13,7 +13,6 @@ to ``real``, ``DF``, ``F2F``, ``FS``, ``NT``, ``FSh`` (the paper's layout,
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 
@@ -27,6 +26,7 @@ from dfd.data.readers._common import (
     abspath,
     add_video_folder,
     check_on_error,
+    load_json,
     plain,
     require_dir,
     require_file,
@@ -49,20 +49,14 @@ def load_ff_splits(splits_dir: str, dataset: str = "ff") -> dict[str, list[tuple
     for split in STANDARD_SPLITS:
         path = f"{splits_dir}/{split}.json"
         require_file(dataset, path, f"FF++ official split file {split}.json", "splits_dir")
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise DataError(
-                f"dataset {dataset!r}: {path}: not valid JSON ({err}) [bad_split_file]. "
-                f"Fix: restore the official FF++ file"
-            ) from err
-        if not isinstance(data, list):
-            raise DataError(
-                f"dataset {dataset!r}: {path}: expected a list of id pairs like "
-                f'[["071", "054"], ...], got {type(data).__name__} [bad_split_file]. '
-                f"Fix: restore the official FF++ file"
-            )
+        data = load_json(
+            dataset,
+            path,
+            list,
+            'a list of id pairs like [["071", "054"], ...]',
+            "restore the official FF++ file",
+            reason=" [bad_split_file]",
+        )
         pairs[split] = []
         for i, pair in enumerate(data):
             if (
