@@ -44,10 +44,15 @@ class Tracker:
         run_name: str | None = None,
         enabled: bool = True,
         log_plots: bool = True,
+        nested: bool = False,
+        tags: Mapping[str, Any] | None = None,
     ) -> None:
         self.uri, self.experiment = uri, experiment
         self.artifact_location = artifact_location
         self.run_name, self.enabled, self.log_plots = run_name, enabled, log_plots
+        # nested: a child of the run active in this process (a sweep's trials under the sweep)
+        self.nested = nested
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self.run_id: str | None = None
 
     @contextlib.contextmanager
@@ -61,7 +66,7 @@ class Tracker:
         if mlflow.get_experiment_by_name(self.experiment) is None:
             mlflow.create_experiment(self.experiment, artifact_location=self._artifact_uri())
         mlflow.set_experiment(self.experiment)
-        run = mlflow.start_run(run_name=self.run_name)
+        run = mlflow.start_run(run_name=self.run_name, nested=self.nested, tags=self.tags or None)
         self.run_id = run.info.run_id
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         status = RunStatus.to_string(RunStatus.FAILED)
