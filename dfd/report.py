@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 COLUMNS = ("video_auc", "frame_auc", "video_eer", "video_ap", "video_acc", "n_videos")
 
@@ -20,3 +22,10 @@ def metrics_table(
             cells.append(f"{int(v):>11d}" if c.startswith("n_") else f"{v:>11.4f}")
         lines.append(name.ljust(width) + "".join(cells))
     return "\n".join(lines)
+
+
+def write_metrics(path: Path, metrics: Mapping) -> Path:
+    """The run's metrics as JSON beside its checkpoint, for scripts that do not query MLflow."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return path

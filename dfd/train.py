@@ -23,7 +23,7 @@ from dfd.engine.optim import build_optimizer
 from dfd.engine.targets import evaluate_targets
 from dfd.engine.trainer import Trainer
 from dfd.models.adapters import count_parameters
-from dfd.report import metrics_table
+from dfd.report import metrics_table, write_metrics
 
 
 def train(cfg: DictConfig) -> dict:
@@ -99,6 +99,8 @@ def train(cfg: DictConfig) -> dict:
             out_dir / "plots",
         )
         if accelerator.is_main_process:
+            summary = {"best_epoch": fit.best_epoch, "val": fit.best_val, "test": results}
+            write_metrics(out_dir / "metrics.json", summary)
             print(
                 f"\nselected epoch {fit.best_epoch} (val {t.monitor} {fit.best_val[t.monitor]:.4f})"
             )
