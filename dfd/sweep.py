@@ -1,0 +1,29 @@
+"""Entry point: `python -m dfd.sweep sweep=<name> [overrides]` runs or joins an Optuna study.
+
+Each trial trains with `dfd.train.train` and is scored on the source validation split;
+target-test metrics are reported, never optimized. See conf/sweep.yaml and sweeps/README.md.
+"""
+
+from __future__ import annotations
+
+import hydra
+import optuna
+from omegaconf import DictConfig
+
+import dfd.config  # noqa: F401  (registers the config resolvers)
+from dfd.sweeping import run_sweep
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="sweep")
+def main(cfg: DictConfig) -> float | None:
+    """Run this process's trials; return the study's best source-validation value."""
+    # Optuna's progress lines into Hydra's logging: the console and the run folder's log
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    study = run_sweep(cfg)
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return study.best_value if complete else None
+
+
+if __name__ == "__main__":
+    main()
