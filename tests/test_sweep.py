@@ -1,0 +1,226 @@
+"""Optuna sweeps: a real short study on the demo, invalid combinations, pruning, shipped sweeps."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from dfd.sweeping import (
+    check_space,
+    override_value,
+    parse_space,
+    path_overrides,
+    run_sweep,
+    train_config_source,
+)
+from tests.conftest import CONF_DIR
+
+SWEEPS = sorted(p.stem for p in (CONF_DIR.parent / "sweeps").glob("*.yaml"))
+
+
+def compose_sweep(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The composed `conf/sweep.yaml`, as `python -m dfd.sweep <overrides>` would see it."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="sweep", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """One Optuna and MLflow sqlite store for the module: each test its own study and
+    experiment (creating an MLflow store costs seconds)."""
+    return tmp_path_factory.mktemp("store")
+
+
+def tiny_sweep(tmp: Path, cache: Path, store: Path, sweep: dict) -> DictConfig:
+    """A seconds-long sweep config: study and MLflow runs in `store` under experiment and study
+    `sweep["study_name"]`, the sweep's and trials' folders under `tmp`."""
+    cfg = compose_sweep([f"paths.output_root={store}", f"paths.cache_dir={cache}"], tmp)
+    base = [
+        "trainer.max_epochs=1",
+        "trainer.max_steps=2",
+        "trainer.batch_size=8",
+        "trainer.eval_batch_size=128",
+        "data.frames_per_video.train=1",
+        "data.frames_per_video.eval=1",
+        "~data.test.eyes",  # two targets still make a mean
+        "~data.test.jpeg",
+        "tracking.log_plots=false",
+        f"tracking.experiment={sweep['study_name']}",
+    ]
+    with open_dict(cfg):
+        cfg.sweep = OmegaConf.create(
+            {
+                "direction": "maximize",
+                "sampler": {"_target_": "optuna.samplers.TPESampler", "seed": 0},
+                "pruner": {"_target_": "optuna.pruners.NopPruner"},
+                "base_overrides": base,
+                **sweep,
+            }
+        )
+    return cfg
+
+
+def _runs(store: Path, experiment: str) -> dict[str, mlflow.entities.Run]:
+    mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    return {r.info.run_id: r for r in runs}
+
+
+def test_a_demo_study_scores_source_val_and_prunes_an_invalid_pair(tmp_path, demo_cache, store):
+    cfg = tiny_sweep(
+        tmp_path,
+        demo_cache,
+        store,
+        {
+            "study_name": "tiny",
+            "n_trials": 3,
+            # head x loss unconstrained on purpose: hypersphere with a linear head cannot train
+            "space": {"head": ["linear", "linear_norm"], "loss": ["ce", "hypersphere"]},
+            "enqueue": [
+                {"head": "linear_norm", "loss": "hypersphere"},
+                {"head": "linear", "loss": "hypersphere"},
+                {"head": "linear", "loss": "ce"},
+            ],
+        },
+    )
+    run_sweep(cfg)
+
+    assert cfg.storage == f"sqlite:///{store}/optuna.db"
+    study = optuna.load_study(study_name="tiny", storage=cfg.storage)
+    by_state = {s: study.get_trials(states=(s,)) for s in optuna.trial.TrialState}
+    complete, pruned = (
+        by_state[optuna.trial.TrialState.COMPLETE],
+        by_state[optuna.trial.TrialState.PRUNED],
+    )
+    assert len(complete) == 2 and len(pruned) == 1 and len(study.trials) == 3
+
+    # the invalid pair is reported with its reason and no value, and never trained
+    bad = pruned[0]
+    assert bad.params == {"head": "linear", "loss": "hypersphere"} and bad.value is None
+    assert "invalid combination" in bad.user_attrs["reason"]
+    assert "head=linear_norm" in bad.user_attrs["reason"]
+    assert "mlflow_run_id" not in bad.user_attrs
+
+    runs = _runs(store, "tiny")
+    (parent,) = [r for r in runs.values() if r.data.tags.get("dfd.role") == "sweep"]
+    for trial in complete:
+        run = runs[trial.user_attrs["mlflow_run_id"]]
+        # the value that drove the search is the source-val metric the run selected on
+        assert trial.value == pytest.approx(run.data.metrics["best_val/video_auc"])
+        # the target AUC is recorded beside it, from the same run
+        assert trial.user_attrs["test/mean/video_auc"] == pytest.approx(
+            run.data.metrics["test/mean/video_auc"]
+        )
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["optuna.study_name"] == "tiny"
+        assert run.data.tags["optuna.trial_number"] == str(trial.number)
+        assert run.data.params["head._target_"].endswith(
+            {"linear": "LinearHead", "linear_norm": "LinearNormHead"}[trial.params["head"]]
+        )
+        assert (tmp_path / "trials" / f"{trial.number:03d}" / "checkpoint").is_dir()
+    assert len(runs) == 3  # the parent and one run per trained trial
+
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["best_trial/val/video_auc"] == pytest.approx(study.best_value)
+    assert parent.data.params["best_trial/number"] == str(study.best_trial.number)
+    client = mlflow.MlflowClient()
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    logged |= {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    for name in ["trials.csv", "plots/optimization_history.png", "plots/param_importances.png"]:
+        assert name in logged
+
+    with (tmp_path / "trials.csv").open() as f:
+        rows = {int(r["trial"]): r for r in csv.DictReader(f)}
+    assert rows[bad.number]["state"] == "PRUNED" and rows[bad.number]["val/video_auc"] == ""
+    for trial in complete:
+        assert float(rows[trial.number]["val/video_auc"]) == pytest.approx(trial.value)
+        assert float(rows[trial.number]["test/mean/video_auc"]) == pytest.approx(
+            trial.user_attrs["test/mean/video_auc"]
+        )
+
+
+def test_the_pruner_stops_a_trial_and_its_run_ends_killed(tmp_path, demo_cache, store):
+    cfg = tiny_sweep(
+        tmp_path,
+        demo_cache,
+        store,
+        {
+            "study_name": "pruned",
+            "n_trials": 1,
+            # an AUC never reaches 2: pruned at the first report, the untrained epoch 0
+            "pruner": {"_target_": "optuna.pruners.ThresholdPruner", "lower": 2.0},
+            "space": {"trainer.optimizer.lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True}},
+        },
+    )
+    run_sweep(cfg)
+    (trial,) = optuna.load_study(study_name="pruned", storage=cfg.storage).trials
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert "after epoch 0" in trial.user_attrs["reason"]
+    run = _runs(store, "pruned")[trial.user_attrs["mlflow_run_id"]]
+    assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.parametrize("name", SWEEPS)
+def test_every_shipped_sweep_composes_with_every_choice(name, tmp_path):
+    cfg = compose_sweep([f"sweep={name}"], tmp_path)
+    params = parse_space(cfg.sweep.space)
+    assert cfg.sweep.direction == "maximize" and cfg.sweep.n_trials > 0 and params
+    with train_config_source():
+        check_space(
+            params,
+            [*path_overrides(cfg.paths, tmp_path), *cfg.sweep.base_overrides],
+            cfg.sweep.get("enqueue") or [],
+        )
+    assert isinstance(instantiate(cfg.sweep.sampler), optuna.samplers.TPESampler)
+    assert isinstance(instantiate(cfg.sweep.pruner), optuna.pruners.BasePruner)
+
+
+def test_the_paper_sweep_runs_the_papers_protocol(tmp_path):
+    cfg = compose_sweep(["sweep=paper_ablation"], tmp_path)
+    assert "experiment=paper" in cfg.sweep.base_overrides
+    assert set(parse_space(cfg.sweep.space)[0].choices) == {"ln", "lora", "full", "linear_probe"}
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"loss.slerp": {"choices": [True], "when": {"loss": "hypersphere"}}}, "listed before"),
+        (
+            {"loss": ["ce"], "loss.slerp": {"choices": [True], "when": {"loss": "hyper"}}},
+            "never takes",
+        ),
+        ({"lr": {"low": 0.0, "high": 1.0, "log": True}}, "sweep.space.lr"),
+        ({"peft": {"options": ["ln"]}}, "unknown keys"),
+        ({"peft": []}, "empty"),
+    ],
+)
+def test_a_malformed_space_fails_naming_the_entry(space, message):
+    with pytest.raises(ValueError, match=message):
+        parse_space(space)
+
+
+def test_a_misspelled_choice_fails_before_any_training(tmp_path):
+    params = parse_space({"peft": ["ln", "lnn"]})
+    with train_config_source(), pytest.raises(ValueError, match=r"sweep.space.peft='lnn'"):
+        check_space(params, [f"paths.output_dir={tmp_path}"], [])
+
+
+@pytest.mark.parametrize(
+    "value", ["/data/my faces", "it's", "C:\\data\\", "a,b=c", "[x]", 1e-05, 0.1, 3, True, None]
+)
+def test_values_reach_the_train_config_unchanged(value):
+    # sampled values and the sweep's paths become override strings: Hydra must read them back
+    assert OverridesParser.create().parse_override("k=" + override_value(value)).value() == value
