@@ -21,11 +21,13 @@ from dfd.objectives import check_head
 
 def build_detector(cfg: DictConfig) -> tuple[Detector, object]:
     """Backbone (with its PEFT adapter applied), head and objective; fails early on a bad pairing."""
+    objective = instantiate(cfg.loss)
+    head_factory = instantiate(cfg.head)
+    # a loss/head mismatch is a config error: report it before loading any weights
+    check_head(objective, head_factory(in_features=1))
     backbone = instantiate(cfg.backbone)
     backbone.model = instantiate(cfg.peft).apply(backbone.model)
-    head = instantiate(cfg.head)(in_features=backbone.feature_dim)
-    objective = instantiate(cfg.loss)
-    check_head(objective, head)
+    head = head_factory(in_features=backbone.feature_dim)
     return Detector(backbone, head), objective
 
 

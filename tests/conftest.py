@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,11 +33,32 @@ def demo_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@functools.cache
+def _initialized_mlflow_store() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="dfd-test-mlflow-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{folder}/mlflow.db").search_experiments()
+    return folder / "mlflow.db"
+
+
+def fresh_mlflow_uri(folder: Path, name: str = "mlflow.db") -> str:
+    """A tracking URI of an empty sqlite store in `folder`.
+
+    The store is a copy of one initialized once per session: MLflow's schema migration of a
+    new sqlite file takes seconds, a copy milliseconds.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(_initialized_mlflow_store(), folder / name)
+    return f"sqlite:///{folder / name}"
+
+
 def small_run_overrides(tmp: Path, cache: Path) -> list[str]:
     """Overrides that turn the default job into a seconds-long real run writing only under `tmp`."""
     return [
         f"paths.cache_dir={cache}",
-        f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+        f"tracking.uri={fresh_mlflow_uri(tmp)}",
         "trainer.max_epochs=1",
         "trainer.max_steps=3",
         "trainer.batch_size=8",

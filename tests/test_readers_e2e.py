@@ -94,6 +94,6 @@ def test_deepfakebench_train_filelist_target_end_to_end(tmp_path):
     (run,) = mlflow.search_runs(experiment_names=["dfd"], output_format="list")
     assert run.info.status == "FINISHED"
     auc = run.data.metrics["test/tiny/video_auc"]
-    assert math.isfinite(auc) and auc == results["tiny"]["video_auc"]
+    assert math.isfinite(auc) and auc == results["test"]["tiny"]["video_auc"]
     # the readers' indexes went to the configured cache, one per dataset spec
     assert len(list((tmp_path / "cache" / "index").glob("*.parquet"))) == 3

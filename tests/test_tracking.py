@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from dfd.tracking import Tracker, flatten
+from tests.conftest import fresh_mlflow_uri
 
 
 def _status(tmp_path):
@@ -19,7 +20,7 @@ def _status(tmp_path):
 
 
 def _tracker(tmp_path):
-    return Tracker(uri=f"sqlite:///{tmp_path}/m.db", experiment="t")
+    return Tracker(uri=fresh_mlflow_uri(tmp_path, "m.db"), experiment="t")
 
 
 CFG = OmegaConf.create({"a": {"b": 1, "c": [1, 2]}, "d": "x"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 
 
 def make_accelerator(
@@ -17,6 +18,10 @@ def make_accelerator(
     """
     if cpu is None:
         cpu = not torch.accelerator.is_available()
+    # Accelerate keeps its settings in a process-wide singleton; runs made one after another
+    # in one process (sweeps, tests) may change precision or accumulation, so start afresh.
+    # The process group (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(
         mixed_precision=precision, gradient_accumulation_steps=grad_accum_steps, cpu=cpu
     )
