@@ -300,7 +300,7 @@ def path_overrides(paths: DictConfig, output_dir: Path) -> list[str]:
 def check_space(
     params: Sequence[Param], shared: Sequence[str], enqueue: Sequence[Mapping[str, Value]]
 ) -> None:
-    """Fail at start when a choice, a range end or an enqueued trial does not compose.
+    """Fail at start when a choice, a range's key or an enqueued trial does not compose.
 
     Each value is composed with the shared overrides and, for a conditional parameter, with
     values of its parents that make it active, so a typo (`peft=lnn`, `loss.slerpp`) stops the
@@ -315,7 +315,8 @@ def check_space(
         return overrides
 
     for param in params:
-        values = param.choices if param.low is None else (param.low, param.high)
+        # a range's key is what can be misspelled; its ends were checked by its distribution
+        values = param.choices if param.low is None else (param.low,)
         for value in values:
             overrides = [*shared, *context(param), *param.overrides(value)]
             try:

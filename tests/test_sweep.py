@@ -18,6 +18,7 @@ from dfd.sweeping import (
     override_value,
     parse_space,
     path_overrides,
+    redact,
     run_sweep,
     train_config_source,
 )
@@ -224,3 +225,10 @@ def test_a_misspelled_choice_fails_before_any_training(tmp_path):
 def test_values_reach_the_train_config_unchanged(value):
     # sampled values and the sweep's paths become override strings: Hydra must read them back
     assert OverridesParser.create().parse_override("k=" + override_value(value)).value() == value
+
+
+def test_a_shared_storage_password_is_never_logged():
+    # the sweep's config, storage URL included, becomes the parent run's MLflow params
+    assert (
+        redact("postgresql://user:s3cret@db:5432/optuna") == "postgresql://user:***@db:5432/optuna"
+    )
