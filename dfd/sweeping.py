@@ -276,8 +276,8 @@ def compose_train_config(overrides: Sequence[str]) -> DictConfig:
 def pairing_error(cfg: DictConfig) -> str | None:
     """Why the config's loss cannot train with its head, or None; builds no backbone.
 
-    The same check `build_detector` makes at the start of training (`check_head`), on a
-    head of a dummy width: an invalid combination is known before any weight is loaded.
+    The check `build_detector` makes first (`check_head` on a head of a dummy width), run
+    here so that exactly this error, and no other ValueError, marks a trial as invalid.
     """
     try:
         check_head(instantiate(cfg.loss), instantiate(cfg.head)(in_features=8))

@@ -22,7 +22,7 @@ from dfd.sweeping import (
     run_sweep,
     train_config_source,
 )
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, fresh_mlflow_uri
 
 SWEEPS = sorted(p.stem for p in (CONF_DIR.parent / "sweeps").glob("*.yaml"))
 
@@ -38,9 +38,11 @@ def compose_sweep(overrides: list[str], output_dir: Path) -> DictConfig:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    """One Optuna and MLflow sqlite store for the module: each test its own study and
-    experiment (creating an MLflow store costs seconds)."""
-    return tmp_path_factory.mktemp("store")
+    """The Optuna and MLflow sqlite stores (`paths.output_root`) of the module's studies, each
+    test its own study and experiment; the MLflow store starts as the session's initialized copy."""
+    folder = tmp_path_factory.mktemp("store")
+    fresh_mlflow_uri(folder)  # the sweep's default tracking.uri: <output_root>/mlflow.db
+    return folder
 
 
 def tiny_sweep(tmp: Path, cache: Path, store: Path, sweep: dict) -> DictConfig:
