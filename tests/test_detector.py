@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from dfd.build import build_detector
 from dfd.engine.optim import build_optimizer
@@ -114,3 +115,15 @@ def test_every_combination_trains_a_step_or_fails_at_start(peft, head, loss):
     assert any(n.startswith("head.") for n in changed)
     backbone_changed = any(n.startswith("backbone.") for n in changed)
     assert backbone_changed == (peft != "linear_probe")
+
+
+def test_the_early_loss_head_check_does_not_shift_seeded_initialization():
+    # the check builds a probe head; seeded runs must initialise exactly as without it
+    cfg = compose_train(["backbone=tiny_clip", "backbone.pretrained=false"])
+    torch.manual_seed(123)
+    model, _ = build_detector(cfg)
+    torch.manual_seed(123)
+    backbone = instantiate(cfg.backbone)
+    instantiate(cfg.peft).apply(backbone.model)
+    head = instantiate(cfg.head)(in_features=backbone.feature_dim)
+    torch.testing.assert_close(model.head.fc.weight, head.fc.weight, rtol=0, atol=0)
