@@ -19,7 +19,7 @@ from dfd.data.frames import FrameTransform
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.checkpoint import load_checkpoint, load_trainable
 from dfd.engine.targets import evaluate_targets
-from dfd.report import metrics_table, write_metrics
+from dfd.report import results_summary, write_metrics
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict[str, float]]:
@@ -56,8 +56,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict[str, float]]:
         )
         if accelerator.is_main_process:
             write_metrics(Path(cfg.paths.output_dir) / "metrics.json", {"test": results})
-            print(metrics_table({k: v for k, v in results.items() if k != "mean"}))
-            print(f"mean video_auc over {len(targets)} targets: {results['mean']['video_auc']:.4f}")
+            print(results_summary(results))
     accelerator.end_training()
     return results
 

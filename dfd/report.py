@@ -24,6 +24,13 @@ def metrics_table(
     return "\n".join(lines)
 
 
+def results_summary(results: Mapping[str, Mapping[str, float]]) -> str:
+    """The target table plus the mean video AUC line, from `evaluate_targets`' results."""
+    targets = {k: v for k, v in results.items() if k != "mean"}
+    mean = results["mean"]["video_auc"]
+    return f"{metrics_table(targets)}\nmean video_auc over {len(targets)} targets: {mean:.4f}"
+
+
 def write_metrics(path: Path, metrics: Mapping) -> Path:
     """The run's metrics as JSON beside its checkpoint, for scripts that do not query MLflow."""
     path.parent.mkdir(parents=True, exist_ok=True)

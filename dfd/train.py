@@ -23,7 +23,7 @@ from dfd.engine.optim import build_optimizer
 from dfd.engine.targets import evaluate_targets
 from dfd.engine.trainer import Trainer
 from dfd.models.adapters import count_parameters
-from dfd.report import metrics_table, write_metrics
+from dfd.report import results_summary, write_metrics
 
 
 def train(cfg: DictConfig) -> dict:
@@ -104,10 +104,7 @@ def train(cfg: DictConfig) -> dict:
             print(
                 f"\nselected epoch {fit.best_epoch} (val {t.monitor} {fit.best_val[t.monitor]:.4f})"
             )
-            print(metrics_table({k: v for k, v in results.items() if k != "mean"}))
-            print(
-                f"mean video_auc over {len(splits.test)} targets: {results['mean']['video_auc']:.4f}"
-            )
+            print(results_summary(results))
             if tracker.run_id:
                 print(f"MLflow run {tracker.run_id} in {cfg.tracking.uri}")
         tracker.log_artifact(out_dir / "checkpoint", "checkpoint")

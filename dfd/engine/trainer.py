@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,8 +33,6 @@ class FitResult:
     best_epoch: int
     best_val: dict[str, float]
     best_state: dict[str, torch.Tensor]
-    steps: int
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -73,7 +71,6 @@ class Trainer:
             train_stats, steps = self._train_epoch(epoch, scheduler, steps, total_steps)
             self.tracker.log_metrics({f"train/{k}": v for k, v in train_stats.items()}, step=epoch)
             result = self._validate(epoch, result, steps)
-            result.history.append({"epoch": epoch, **train_stats})
         return result
 
     def _train_epoch(
@@ -135,11 +132,9 @@ class Trainer:
                 + ("  (best)" if improved else "")
             )
         if not improved:
-            best.steps = steps
             return best
         state = trainable_state(acc.unwrap_model(self.model))
         if acc.is_main_process:
             meta = {"epoch": epoch, "steps": steps, "monitor": self.monitor, "val": metrics}
             save_checkpoint(self.checkpoint_dir, state, self.cfg, meta)
-        history = best.history if best else []
-        return FitResult(epoch, metrics, state, steps, history)
+        return FitResult(epoch, metrics, state)
