@@ -7,7 +7,6 @@ by `save_pretrained`, or with random weights and no download (`pretrained=false`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,21 +150,18 @@ class _ProcessorFields:
 
 
 def _load_pretrained(cls: type, name_or_path: str) -> tuple[nn.Module, Any]:
-    looks_local = name_or_path.startswith(("/", ".", "~")) or os.sep * 2 in name_or_path
-    if looks_local and not Path(name_or_path).expanduser().is_dir():
+    # a path-like value is a folder that must exist; anything else is a hub id
+    looks_local = name_or_path.startswith(("/", ".", "~"))
+    source = str(Path(name_or_path).expanduser()) if looks_local else name_or_path
+    if looks_local and not Path(source).is_dir():
         raise FileNotFoundError(
             f"backbone.name_or_path={name_or_path!r} is not a folder. Pass a folder written by "
             f"`save_pretrained` (config.json, model.safetensors, preprocessor_config.json) or a hub id."
         )
     try:
         # fp32 master weights: mixed precision is Accelerate's job, not the checkpoint's
-        model = cls.from_pretrained(
-            str(Path(name_or_path).expanduser()) if looks_local else name_or_path,
-            dtype=torch.float32,
-        )
-        processor = transformers.AutoImageProcessor.from_pretrained(
-            str(Path(name_or_path).expanduser()) if looks_local else name_or_path
-        )
+        model = cls.from_pretrained(source, dtype=torch.float32)
+        processor = transformers.AutoImageProcessor.from_pretrained(source)
     except OSError as err:
         raise OSError(
             f"could not load backbone weights {name_or_path!r} ({err.__class__.__name__}: "
