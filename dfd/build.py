@@ -42,17 +42,22 @@ class Splits:
     test: dict[str, FrameIndex]
 
 
+def load_targets(data_cfg: DictConfig) -> dict[str, FrameIndex]:
+    """Every target of `data.test`, with the evaluation frames-per-video limit applied."""
+    if not data_cfg.get("test"):
+        raise ValueError("data.test is empty: name at least one target dataset to evaluate on")
+    per_video = (data_cfg.get("frames_per_video") or {}).get("eval")
+    return {
+        name: instantiate(spec).frames_per_video(per_video) for name, spec in data_cfg.test.items()
+    }
+
+
 def load_splits(data_cfg: DictConfig) -> Splits:
     """Instantiate every dataset spec of `cfg.data` and apply the frames-per-video limits."""
     per_video = data_cfg.get("frames_per_video") or {}
     train = instantiate(data_cfg.train).frames_per_video(per_video.get("train"))
     val = instantiate(data_cfg.val).frames_per_video(per_video.get("eval"))
-    if not data_cfg.get("test"):
-        raise ValueError("data.test is empty: name at least one target dataset to evaluate on")
-    test = {
-        name: instantiate(spec).frames_per_video(per_video.get("eval"))
-        for name, spec in data_cfg.test.items()
-    }
+    test = load_targets(data_cfg)
     train_videos = set(train.video_ids)
     leaked = train_videos & set(val.video_ids)
     if leaked and train.name == val.name:

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
-from dfd.build import build_detector
+from dfd.build import build_detector, load_targets
 from dfd.data.frames import FrameTransform
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.checkpoint import load_checkpoint, load_trainable
@@ -34,9 +34,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict[str, float]]:
     model, _ = build_detector(train_cfg)
     load_trainable(model, state, source=str(folder))
     with accelerator.main_process_first():
-        targets = {name: instantiate(spec) for name, spec in data_cfg.test.items()}
-    per_video = (data_cfg.get("frames_per_video") or {}).get("eval")
-    targets = {name: index.frames_per_video(per_video) for name, index in targets.items()}
+        targets = load_targets(data_cfg)
 
     tracker = instantiate(cfg.tracking)
     run_cfg = OmegaConf.create(
