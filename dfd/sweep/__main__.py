@@ -1,7 +1,9 @@
 """Entry point: `python -m dfd.sweep sweep=<name> [overrides]` runs or joins an Optuna study.
 
-Each trial trains with `dfd.train.train` and is scored on the source validation split;
-target-test metrics are reported, never optimized. See conf/sweep.yaml and sweeps/README.md.
+A grid sweep (`sweep=demo_ablation`, `paper_ablation`) trains the paper's ablation rows over
+several seeds; a search sweep (`sweep=demo_search`) tunes with TPE. Each trial trains with
+`dfd.train.train` and is scored on the source validation split; target-test metrics are
+reported, never optimized. See conf/sweep.yaml and sweeps/README.md.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import optuna
 from omegaconf import DictConfig
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
-from dfd.sweeping import run_sweep
+from dfd.sweep.run import run_sweep
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="sweep")
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="sweep")
 def main(cfg: DictConfig) -> float | None:
     """Run this process's trials; return the study's best source-validation value."""
     # Optuna's progress lines into Hydra's logging: the console and the run folder's log

@@ -1,0 +1,180 @@
+"""Running a sweep: open (or join) the study, run this process's trials under one MLflow parent
+run, and leave the report.
+
+Two kinds of sweep file (the `sweep` config group, folder `sweeps/`):
+- a grid (`rows` x `seeds`): a controlled ablation. Every row trains once per seed, never
+  pruned; each point is claimed atomically in the study's database (`GridClaims`), so any
+  number of workers on one study train each point exactly once.
+- a search (`space`, `n_trials`): Optuna's sampler (TPE) explores the space, its pruner stops
+  poor trials through a training callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import optuna
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.trial import TrialState
+
+from dfd.sweep.compose import (
+    check_grid,
+    check_space,
+    compose_train_config,
+    path_overrides,
+    train_config_source,
+)
+from dfd.sweep.objective import GridObjective, SearchObjective, TrialContext
+from dfd.sweep.report import report_study
+from dfd.sweep.space import GridPoint, grid_distributions, parse_grid, parse_space
+from dfd.sweep.storage import GridClaims, open_study, redact
+
+log = logging.getLogger(__name__)
+
+_STARTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+
+
+def is_grid(spec: DictConfig) -> bool:
+    """Whether a sweep file describes a grid (`rows`) rather than a search (`space`)."""
+    has_rows, has_space = spec.get("rows") is not None, spec.get("space") is not None
+    if has_rows == has_space:
+        raise ValueError(
+            f"sweep {spec.get('study_name')!r}: give either `rows` (+ `seeds`: a grid ablation) "
+            "or `space` (+ `n_trials`: a search), not " + ("both" if has_rows else "neither")
+        )
+    return has_rows
+
+
+def run_sweep(cfg: DictConfig) -> optuna.Study:
+    """Run (or join) the study `cfg.sweep` describes; return it after this process's trials.
+
+    A grid sweep trains every point no process has trained or is training; a search runs
+    trials until the study holds `sweep.n_trials`. Each trial is a nested MLflow run under
+    this process's parent run, which ends with the report (`dfd.sweep.report`), also written
+    to `cfg.paths.output_dir`.
+    """
+    spec = cfg.sweep
+    out_dir = Path(cfg.paths.output_dir)
+    grid = is_grid(spec)
+    shared = [*spec.base_overrides, *cfg.overrides]
+    with_paths = [*path_overrides(cfg.paths, out_dir), *shared]
+    catch = tuple(get_class(name) for name in cfg.get("catch") or [])
+    with train_config_source():
+        base = compose_train_config(with_paths)
+        monitor = str(base.trainer.monitor)
+        if grid:
+            points = parse_grid(spec.rows, spec.seeds)
+            check_grid(points, with_paths)
+            reference = spec.get("reference")
+            if reference is not None and reference not in spec.rows:
+                raise ValueError(
+                    f"sweep.reference={reference!r} is not a row; rows: {list(spec.rows)}"
+                )
+        else:
+            params = parse_space(spec.space)
+            check_space(params, with_paths, spec.get("enqueue") or [])
+        study = open_study(cfg, f"val/{monitor}")
+        ctx = TrialContext(shared, cfg.paths, out_dir / "trials", str(spec.study_name), monitor)
+        parent = _parent_tracker(base, spec)
+        with parent.run(_loggable(cfg)):
+            if grid:
+                claims = GridClaims(str(cfg.storage), study)
+                try:
+                    run_grid(study, points, claims, ctx, catch)
+                finally:
+                    claims.close()
+            else:
+                run_search(study, SearchObjective(ctx, params), int(spec.n_trials), catch)
+            report_study(study, parent, out_dir, monitor, spec, str(base.tracking.uri) or None)
+    return study
+
+
+def run_grid(
+    study: optuna.Study,
+    points: Sequence[GridPoint],
+    claims: GridClaims,
+    ctx: TrialContext,
+    catch: tuple[type[BaseException], ...],
+    objective_for: Callable[[GridPoint], Callable[[optuna.Trial], float]] | None = None,
+) -> list[str]:
+    """Train every point of `points` this process can claim; return the keys it trained.
+
+    Points are tried in grid order. Before each claim, trials whose process stopped beating
+    are marked FAIL, which frees their points. `objective_for` builds a point's objective
+    (default: `GridObjective`, real training; tests pass a stand-in).
+    """
+    distributions = grid_distributions(points)
+    objective_for = objective_for or (
+        lambda point: GridObjective(ctx, point, claims, distributions)
+    )
+    trained = []
+    free = [p for p in points if not _is_done(study, p)]
+    log.info(
+        "grid study %r: %d of %d points not yet trained", study.study_name, len(free), len(points)
+    )
+    for point in free:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        if not claims.claim(point.key):
+            continue
+        # the trial's parameters are the claimed point: the sampler can draw nothing else
+        study.sampler = optuna.samplers.PartialFixedSampler(
+            point.params, optuna.samplers.RandomSampler()
+        )
+        study.optimize(objective_for(point), n_trials=1, catch=catch, gc_after_trial=True)
+        trained.append(point.key)
+    return trained
+
+
+def _is_done(study: optuna.Study, point: GridPoint) -> bool:
+    return any(
+        t.user_attrs.get("point") == point.key
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    )
+
+
+def run_search(
+    study: optuna.Study,
+    objective: SearchObjective,
+    n_trials: int,
+    catch: tuple[type[BaseException], ...],
+) -> None:
+    """Run trials until the study holds `n_trials` started trials, whichever process ran them."""
+    started = len(study.get_trials(deepcopy=False, states=_STARTED))
+    remaining = n_trials - started
+    log.info(
+        "study %r: %d of %d trials started; this process runs up to %d",
+        study.study_name,
+        started,
+        n_trials,
+        max(remaining, 0),
+    )
+    if remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            catch=catch,
+            # stop when other processes have filled the study
+            callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=_STARTED)],
+            gc_after_trial=True,
+        )
+
+
+def _parent_tracker(base: DictConfig, spec: DictConfig):
+    tracking = base.tracking.copy()
+    with open_dict(tracking):
+        tracking.run_name = f"sweep {spec.study_name}"
+        tracking.tags = {"optuna.study_name": spec.study_name, "dfd.role": "sweep"}
+        tracking.nested = False
+    return instantiate(tracking)
+
+
+def _loggable(cfg: DictConfig) -> DictConfig:
+    safe = OmegaConf.to_container(cfg, resolve=True)
+    safe["storage"] = redact(str(cfg.storage))
+    return OmegaConf.create(safe)
