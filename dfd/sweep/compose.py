@@ -13,7 +13,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dfd.config import PROJECT_ROOT
-from dfd.objectives import check_head
 from dfd.sweep.space import GridPoint, Param, Value, override_value
 
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -44,6 +43,9 @@ def pairing_error(cfg: DictConfig) -> str | None:
     The check `build_detector` makes first (`check_head` on a head of a dummy width), run
     here so that exactly this error, and no other ValueError, marks a trial as invalid.
     """
+    # imported here: composing configs and claiming grid points need no torch
+    from dfd.objectives import check_head
+
     try:
         check_head(instantiate(cfg.loss), instantiate(cfg.head)(in_features=8))
     except ValueError as err:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import torch
 from omegaconf import DictConfig, open_dict
 from optuna.trial import FrozenTrial, TrialState
 
@@ -111,6 +110,8 @@ def train_trial(
         }
 
     # imported here: dfd.train pulls in the whole model stack, the sweep's setup needs none of it
+    import torch
+
     from dfd.train import train
 
     try:

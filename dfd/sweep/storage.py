@@ -58,9 +58,7 @@ def open_study(cfg: DictConfig, metric_name: str) -> optuna.Study:
         # heartbeats, metric names and TPE's multivariate/group modes are experimental in
         # Optuna and chosen knowingly; their warnings would only repeat on every run
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(
-            url, heartbeat_interval=beat, grace_period=2 * beat if beat else None
-        )
+        storage = _rdb_storage(url, beat)
         study = optuna.create_study(
             storage=storage,
             study_name=spec.study_name,
@@ -80,6 +78,22 @@ def open_study(cfg: DictConfig, metric_name: str) -> optuna.Study:
     for params in spec.get("enqueue") or []:
         study.enqueue_trial(OmegaConf.to_container(params), skip_if_exists=True)
     return study
+
+
+def _rdb_storage(url: str, beat: int | None, tries: int = 5) -> optuna.storages.RDBStorage:
+    # workers started together on a new database race to create Optuna's schema: the loser's
+    # CREATE TABLE fails ("already exists"), and a second look finds the schema made
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=beat, grace_period=2 * beat if beat else None
+            )
+        except sa.exc.SQLAlchemyError as err:
+            if attempt == tries - 1 or "exist" not in str(err).lower():
+                raise
+            log.info("storage %s: schema being created by another worker, retrying", redact(url))
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 _metadata = sa.MetaData()
