@@ -1,8 +1,10 @@
-"""Optuna sweeps: a real short study on the demo, invalid combinations, pruning, shipped sweeps."""
+"""Optuna sweeps: real short studies on the demo (a grid ablation, a search with an invalid
+pair), pruning through a training callback, shipped sweeps, documented overrides."""
 
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import mlflow
@@ -13,18 +15,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dfd.sweeping import (
-    check_space,
-    override_value,
-    parse_space,
-    path_overrides,
-    redact,
-    run_sweep,
-    train_config_source,
-)
+from dfd.sweep.compose import check_grid, check_space, path_overrides, train_config_source
+from dfd.sweep.run import is_grid, run_sweep
+from dfd.sweep.space import override_value, parse_grid, parse_space
+from dfd.sweep.storage import redact
 from tests.conftest import CONF_DIR, fresh_mlflow_uri
 
 SWEEPS = sorted(p.stem for p in (CONF_DIR.parent / "sweeps").glob("*.yaml"))
+ROOT = CONF_DIR.parent
 
 
 def compose_sweep(overrides: list[str], output_dir: Path) -> DictConfig:
@@ -129,6 +127,12 @@ def test_a_demo_study_scores_source_val_and_prunes_an_invalid_pair(tmp_path, dem
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.tags["optuna.study_name"] == "tiny"
         assert run.data.tags["optuna.trial_number"] == str(trial.number)
+        # named by its configuration, never by MLflow's seeded random words
+        assert (
+            run.info.run_name
+            == f"tiny #{trial.number} · {trial.params['head']} · {trial.params['loss']}"
+        )
+        assert trial.user_attrs["label"] == f"{trial.params['head']} · {trial.params['loss']}"
         assert run.data.params["head._target_"].endswith(
             {"linear": "LinearHead", "linear_norm": "LinearNormHead"}[trial.params["head"]]
         )
@@ -141,8 +145,11 @@ def test_a_demo_study_scores_source_val_and_prunes_an_invalid_pair(tmp_path, dem
     client = mlflow.MlflowClient()
     logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
     logged |= {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
-    for name in ["trials.csv", "plots/optimization_history.png", "plots/param_importances.png"]:
+    for name in ["trials.csv", "plots/optimization_history.png", "plots/val_vs_target.png"]:
         assert name in logged
+    # two complete trials say nothing about importances: no such plot
+    assert "plots/param_importances.png" not in logged
+    assert study.metric_names == ["val/video_auc"]
 
     with (tmp_path / "trials.csv").open() as f:
         rows = {int(r["trial"]): r for r in csv.DictReader(f)}
@@ -152,6 +159,57 @@ def test_a_demo_study_scores_source_val_and_prunes_an_invalid_pair(tmp_path, dem
         assert float(rows[trial.number]["test/mean/video_auc"]) == pytest.approx(
             trial.user_attrs["test/mean/video_auc"]
         )
+
+
+def test_a_grid_ablation_trains_every_row_over_seeds_and_tables_them(tmp_path, demo_cache, store):
+    cfg = tiny_sweep(
+        tmp_path,
+        demo_cache,
+        store,
+        {
+            "study_name": "grid",
+            "rows": {"ln": ["peft=ln"], "probe": ["peft=linear_probe", "head=linear", "loss=ce"]},
+            "seeds": [0, 1],
+            "reference": "ln",
+            "bootstrap": 100,
+        },
+    )
+    del cfg.sweep["sampler"], cfg.sweep["pruner"]  # a grid fixes its points and never prunes
+    run_sweep(cfg)
+    study = optuna.load_study(study_name="grid", storage=cfg.storage)
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert sorted(t.user_attrs["point"] for t in done) == [
+        "ln/seed=0",
+        "ln/seed=1",
+        "probe/seed=0",
+        "probe/seed=1",
+    ]
+    runs = _runs(store, "grid")
+    for trial in done:
+        run = runs[trial.user_attrs["mlflow_run_id"]]
+        row, seed = trial.params["row"], trial.params["seed"]
+        assert run.info.run_name == f"{row} · seed={seed}"
+        assert run.data.tags["dfd.sweep.row"] == row and run.data.params["seed"] == str(seed)
+        assert run.info.status == "FINISHED"
+    # seeds differ: the two runs of a row are two measurements
+    ln = [t for t in done if t.params["row"] == "ln"]
+    assert ln[0].user_attrs["test/mouth/video_auc"] != ln[1].user_attrs["test/mouth/video_auc"]
+
+    summary = (tmp_path / "ablation.md").read_text().splitlines()
+    assert summary[0].startswith(
+        "| row | seeds | val video_auc | mouth | swap | mean | Δ mean vs ln"
+    )
+    assert summary[2].startswith("| ln (reference) | 2 | ") and " ± " in summary[2]
+    probe = summary[3]
+    assert probe.startswith("| probe | 2 | ")
+    assert re.search(r"\| [+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\] \|$", probe), probe
+    (parent,) = [r for r in runs.values() if r.data.tags.get("dfd.role") == "sweep"]
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id)}
+    logged |= {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "plots")}
+    assert {"ablation.md", "ablation.csv", "ablation.tex", "plots/ablation.png"} <= logged
+    # rerunning the finished grid trains nothing more
+    run_sweep(cfg)
+    assert len(optuna.load_study(study_name="grid", storage=cfg.storage).trials) == 4
 
 
 def test_the_pruner_stops_a_trial_and_its_run_ends_killed(tmp_path, demo_cache, store):
@@ -172,29 +230,59 @@ def test_the_pruner_stops_a_trial_and_its_run_ends_killed(tmp_path, demo_cache, 
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert "after epoch 0" in trial.user_attrs["reason"]
     run = _runs(store, "pruned")[trial.user_attrs["mlflow_run_id"]]
-    assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+    assert run.info.status == "KILLED" and "pruner" in run.data.tags["dfd.stopped"]
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 @pytest.mark.parametrize("name", SWEEPS)
 def test_every_shipped_sweep_composes_with_every_choice(name, tmp_path):
     cfg = compose_sweep([f"sweep={name}"], tmp_path)
-    params = parse_space(cfg.sweep.space)
-    assert cfg.sweep.direction == "maximize" and cfg.sweep.n_trials > 0 and params
+    shared = [*path_overrides(cfg.paths, tmp_path), *cfg.sweep.base_overrides]
+    assert cfg.sweep.direction == "maximize"
     with train_config_source():
-        check_space(
-            params,
-            [*path_overrides(cfg.paths, tmp_path), *cfg.sweep.base_overrides],
-            cfg.sweep.get("enqueue") or [],
-        )
-    assert isinstance(instantiate(cfg.sweep.sampler), optuna.samplers.TPESampler)
-    assert isinstance(instantiate(cfg.sweep.pruner), optuna.pruners.BasePruner)
+        if is_grid(cfg.sweep):
+            points = parse_grid(cfg.sweep.rows, cfg.sweep.seeds)
+            assert len(cfg.sweep.seeds) >= 2 and cfg.sweep.reference in cfg.sweep.rows
+            check_grid(points, shared)  # every row composes and can train
+        else:
+            params = parse_space(cfg.sweep.space)
+            assert cfg.sweep.n_trials > 0 and params
+            check_space(params, shared, cfg.sweep.get("enqueue") or [])
+            assert isinstance(instantiate(cfg.sweep.sampler), optuna.samplers.TPESampler)
+            assert isinstance(instantiate(cfg.sweep.pruner), optuna.pruners.BasePruner)
 
 
-def test_the_paper_sweep_runs_the_papers_protocol(tmp_path):
-    cfg = compose_sweep(["sweep=paper_ablation"], tmp_path)
+def test_the_ablations_are_the_rows_of_experiments(tmp_path):
+    rows = {p.stem for p in (ROOT / "experiments").glob("ablation_*.yaml")} | {"paper"}
+    for name in ["demo_ablation", "paper_ablation"]:
+        cfg = compose_sweep([f"sweep={name}"], tmp_path)
+        used = {o.split("=", 1)[1] for ovs in cfg.sweep.rows.values() for o in ovs}
+        assert used == rows, name
+        assert "pruner" not in cfg.sweep  # an ablation row is never pruned
+
+
+def test_the_paper_search_runs_the_papers_protocol(tmp_path):
+    cfg = compose_sweep(["sweep=paper_search"], tmp_path)
     assert "experiment=paper" in cfg.sweep.base_overrides
     assert set(parse_space(cfg.sweep.space)[0].choices) == {"ln", "lora", "full", "linear_probe"}
+
+
+def test_the_documented_overrides_form_parses():
+    # the `overrides=[...]` examples of the docs, as a shell passes them to Hydra
+    docs = [ROOT / "sweeps" / "README.md", ROOT / "conf" / "sweep.yaml", ROOT / "README.md"]
+    examples = [m for p in docs for m in re.findall(r"'(overrides=\[.*?\])'", p.read_text())]
+    assert examples
+    parser = OverridesParser.create()
+    for example in examples:
+        values = parser.parse_override(example).value()
+        assert values and all("=" in v for v in values), example
+
+
+def test_a_sweep_file_is_either_a_grid_or_a_search():
+    with pytest.raises(ValueError, match="not both"):
+        is_grid(OmegaConf.create({"study_name": "x", "rows": {"a": []}, "space": {"peft": ["ln"]}}))
+    with pytest.raises(ValueError, match="not neither"):
+        is_grid(OmegaConf.create({"study_name": "x"}))
 
 
 @pytest.mark.parametrize(

@@ -197,7 +197,8 @@ class GridObjective:
         trial.set_user_attr("label", self.point.key)
         log.info("trial %d: grid point %s", trial.number, self.point.key)
         tags = {"dfd.sweep.row": self.point.row, "dfd.sweep.seed": str(self.point.seed)}
-        name = run_name(self.point.train_overrides(), experiment=self.point.row)
+        # the row's label is the name its author gave the configuration: `ln · seed=0`
+        name = run_name([f"seed={self.point.seed}"], experiment=self.point.row)
         return train_trial(self.ctx, trial, self.point.train_overrides(), name, tags, prune=False)
 
 
