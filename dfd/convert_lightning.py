@@ -43,6 +43,9 @@ PEFT_LN = re.compile(
 PLAIN_LN = re.compile(r"^feature_extractor\.vision_model\.(?P<module>.+)\.(?P<param>weight|bias)$")
 HEAD = re.compile(r"^model\.linear\.(?P<param>weight|bias)$")
 FROZEN_PREFIX = "feature_extractor."
+# the authors' per-stage prediction buffers (OutputsForMetrics in src/model/dfdet.py): torchmetrics
+# states, not weights; torchmetrics does not save them by default, a checkpoint that does is fine
+METRIC_STATE_PREFIXES = ("train_step_outputs.", "val_step_outputs.", "test_step_outputs.")
 
 # the authors' Head enum values (src/config.py) -> dfd's head option
 HEADS = {"LinearNorm": "linear_norm", "linear": "linear"}
@@ -269,6 +272,8 @@ def trained_tensors(
     for key, tensor in sd.items():
         head = HEAD.match(key)
         peft_ln = PEFT_LN.match(key) if layout == "peft" else None
+        if key.startswith(METRIC_STATE_PREFIXES):
+            continue
         if not isinstance(tensor, torch.Tensor):
             unknown.append(key)
         elif head:
