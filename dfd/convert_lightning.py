@@ -377,7 +377,8 @@ def convert(
     """
     ckpt = read_lightning_checkpoint(input_path)
     weights = loss_weights(ckpt.hyper_parameters)
-    print(f"{ckpt.path}: run {ckpt.hyper_parameters.get('run_name')!r}, {ckpt.info}")
+    saved = ", ".join(f"{k} {v}" for k, v in ckpt.info.items())
+    print(f"{ckpt.path}: run {ckpt.hyper_parameters.get('run_name')!r} ({saved})")
     print(f"released model's loss: {weights.describe()}")
     _, layernorm_modules = backbone_option(str(ckpt.hyper_parameters.get("backbone")))
     layout, mapped, frozen = trained_tensors(ckpt, layernorm_modules)
