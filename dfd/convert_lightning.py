@@ -380,6 +380,8 @@ def convert(
     saved = ", ".join(f"{k} {v}" for k, v in ckpt.info.items())
     print(f"{ckpt.path}: run {ckpt.hyper_parameters.get('run_name')!r} ({saved})")
     print(f"released model's loss: {weights.describe()}")
+    # the authors' run.py selects the checkpoint on val_files (its example: the CDF-v2 test lists)
+    print(f"its checkpoint was selected on val_files = {ckpt.hyper_parameters.get('val_files')}")
     _, layernorm_modules = backbone_option(str(ckpt.hyper_parameters.get("backbone")))
     layout, mapped, frozen = trained_tensors(ckpt, layernorm_modules)
     # no LayerNorm trained: the authors' linear probe (a frozen backbone under the head)

@@ -60,6 +60,11 @@ def authors_hparams(backbone: str, **changes) -> dict:
             "lora": {"enabled": False, "target_modules": ["out_proj"], "rank": 1, "alpha": 32},
             "ln_tuning": {"enabled": True, "target_modules": [*LN, "layernorm"]},
         },
+        "val_files": [
+            "config/datasets/CDFv2/test/Celeb-synthesis.txt",
+            "config/datasets/CDFv2/test/Celeb-real.txt",
+            "config/datasets/CDFv2/test/YouTube-real.txt",
+        ],
         "slerp_feature_augmentation": True,
         "slerp_feature_augmentation_range": [0.0, 1.0],
         "lr": 8e-5,
@@ -162,6 +167,7 @@ def test_released_layout_on_vit_l14_converts_to_its_104450_trained_numbers(
     run_convert(monkeypatch, tmp_path, ckpt, out)
     printed = capsys.readouterr().out
     assert "released model's loss: CE 1, uniformity 0.25, alignment 0.5" in printed
+    assert "selected on val_files = ['config/datasets/CDFv2/test/Celeb-synthesis.txt'" in printed
 
     tensors = load_file(str(out / "trainable.safetensors"))
     assert sum(t.numel() for t in tensors.values()) == 104_450
