@@ -394,7 +394,7 @@ def convert(
     meta = {
         "converted_from": str(ckpt.path.resolve()),
         "sha256": _sha256(ckpt.path),
-        "format": f"authors' Lightning checkpoint, {layout} LN-tuning layout",
+        "format": f"authors' Lightning checkpoint, {layout} layout, peft={peft}",
         "trainable_numbers": n_numbers,
         "frozen_tensors_left_to_the_pretrained_backbone": len(frozen),
         "loss": asdict(weights),
