@@ -41,11 +41,13 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     with accelerator.main_process_first():
         targets = load_targets(data_cfg)
     on_error = data_cfg.get("on_error", "raise")
+    aggregate = cfg.eval.aggregate or train_cfg.get("eval", {}).get("aggregate", "mean")
 
     run_cfg = OmegaConf.create(
         {
             "checkpoint": str(folder.resolve()),
             "precision": precision,
+            "eval": {"aggregate": aggregate},
             "trained": train_cfg,
             "data": data_cfg,
         }
@@ -57,7 +59,14 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         task = accelerator.prepare(DetectionTask(model, objective=None))
         transform = FrameTransform(model.backbone.input_spec)
         results, predictions, lost = score_targets(
-            task, targets, transform, accelerator, cfg.eval_batch_size, cfg.num_workers, on_error
+            task,
+            targets,
+            transform,
+            accelerator,
+            cfg.eval_batch_size,
+            cfg.num_workers,
+            on_error,
+            aggregate,
         )
         run.predictions = predictions
         run.extra["unreadable"] = lost

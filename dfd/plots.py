@@ -51,7 +51,9 @@ def plot_score_histogram(labels: np.ndarray, scores: np.ndarray, title: str, pat
     return path
 
 
-def plot_results(predictions: Mapping, results: Mapping, folder: Path) -> list[Path]:
+def plot_results(
+    predictions: Mapping, results: Mapping, folder: Path, aggregate: str = "mean"
+) -> list[Path]:
     """A run's target plots from its per-frame predictions: the video-level ROC curves of
     every target in one figure, and one histogram of video scores per target."""
     from dfd.metrics import video_scores
@@ -63,7 +65,7 @@ def plot_results(predictions: Mapping, results: Mapping, folder: Path) -> list[P
         keep = ~np.isnan(scores)
         ids = np.asarray(table.column("video_id").to_pylist(), dtype=object)[keep]
         labels = np.asarray(table.column("label").to_numpy())[keep]
-        _, v_labels, v_scores = video_scores(ids.tolist(), labels, scores[keep])
+        _, v_labels, v_scores = video_scores(ids.tolist(), labels, scores[keep], aggregate)
         curves[name] = (v_labels, v_scores, results["test"][name]["video_auc"])
         paths.append(
             plot_score_histogram(

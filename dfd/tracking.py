@@ -314,7 +314,8 @@ class MLflowCallback(Callback):
             if (folder / sub).is_dir():
                 t.log_artifact(folder / sub, sub)
         if t.log_plots and run.predictions:
-            for path in plot_results(run.predictions, results, folder / "plots"):
+            aggregate = run.cfg.get("eval", {}).get("aggregate", "mean")
+            for path in plot_results(run.predictions, results, folder / "plots", aggregate):
                 t.log_artifact(path, "plots")
         if (folder / "checkpoint").is_dir():
             t.log_artifact(folder / "checkpoint", "checkpoint")

@@ -112,6 +112,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
             callbacks=cbs,
             run=run,
             log_every_steps=t.log_every_steps,
+            aggregate=cfg.eval.aggregate,
         )
         run.snapshot = trainer.snapshot
         cbs.on_fit_start(run)
@@ -121,7 +122,14 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
             trainer.detector, trainer.best_state, source=f"epoch {run.best_epoch} weights"
         )
         scored, predictions, lost = score_targets(
-            task, splits.test, eval_tf, accelerator, t.eval_batch_size, t.num_workers, on_error
+            task,
+            splits.test,
+            eval_tf,
+            accelerator,
+            t.eval_batch_size,
+            t.num_workers,
+            on_error,
+            cfg.eval.aggregate,
         )
         results: Results = {"best_epoch": run.best_epoch, "val": run.best_val, **scored}
         run.predictions = predictions

@@ -102,7 +102,11 @@ def test_resume_refuses_a_different_config_naming_the_key(tmp_path, demo_cache):
     with pytest.raises(KeyboardInterrupt):
         train(cfg, callbacks=[_Die(after=0)])
     changed = compose_train(
-        [*_overrides(tmp_path, demo_cache, uri), "trainer.optimizer.lr=0.1", f"trainer.resume={tmp_path}"],
+        [
+            *_overrides(tmp_path, demo_cache, uri),
+            "trainer.optimizer.lr=0.1",
+            f"trainer.resume={tmp_path}",
+        ],
         tmp_path / "again",
     )
     with pytest.raises(ResumeError, match="trainer.optimizer.lr"):

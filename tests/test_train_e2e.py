@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import mlflow
+import pandas as pd
 import pytest
 
 from dfd.engine.callbacks import Callback
@@ -44,6 +45,20 @@ def test_user_command_trains_and_logs_every_target(tmp_path, demo_cache):
     assert int(run.data.params["total_params"]) > int(run.data.params["trainable_params"])
     assert run.data.params["peft._target_"] == "dfd.models.adapters.PeftAdapter"
     assert "val/video_auc" in run.data.metrics and "train/loss" in run.data.metrics
+
+    # per-frame predictions in MLflow recompute every logged AUC (scikit-learn, 1e-9)
+    from mlflow.artifacts import download_artifacts
+    from sklearn.metrics import roc_auc_score
+
+    folder = download_artifacts(run_id=run.info.run_id, artifact_path="predictions", dst_path=str(tmp_path / "dl"))
+    for name in targets:
+        frames = pd.read_parquet(f"{folder}/{name}.parquet")
+        assert list(frames.columns)[:5] == ["path", "video_id", "source", "label", "p_fake"]
+        frame_auc = roc_auc_score(frames.label, frames.p_fake)
+        videos = frames.groupby("video_id").agg(label=("label", "first"), p=("p_fake", "mean"))
+        video_auc = roc_auc_score(videos.label, videos.p)
+        assert abs(frame_auc - run.data.metrics[f"test/{name}/frame_auc"]) < 1e-9
+        assert abs(video_auc - run.data.metrics[f"test/{name}/video_auc"]) < 1e-9
 
     # the checkpoint holds exactly the trainable tensors, and its config rebuilds the run
     state, saved_cfg = read_checkpoint(tmp_path / "checkpoint")

@@ -72,7 +72,11 @@ def _gather_rows(accelerator: Accelerator, rows: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(
-    task: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, desc: str
+    task: torch.nn.Module,
+    loader: DataLoader,
+    accelerator: Accelerator,
+    desc: str,
+    aggregate: str = "mean",
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Frame- and video-level metrics of one dataset, its frame scores and unreadable rows.
 
@@ -82,8 +86,8 @@ def evaluate(
     index: FrameIndex = loader.dataset.index
     keep = ~np.isnan(scores)
     if keep.all():
-        metrics = detection_metrics(index.video_ids, index.labels, scores)
+        metrics = detection_metrics(index.video_ids, index.labels, scores, aggregate=aggregate)
     else:
         ids = [v for v, k in zip(index.video_ids, keep, strict=True) if k]
-        metrics = detection_metrics(ids, index.labels[keep], scores[keep])
+        metrics = detection_metrics(ids, index.labels[keep], scores[keep], aggregate=aggregate)
     return metrics, scores, unreadable

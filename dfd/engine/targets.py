@@ -50,6 +50,7 @@ def score_targets(
     batch_size: int,
     num_workers: int,
     on_error: str = "raise",
+    aggregate: str = "mean",
 ) -> tuple[dict, dict[str, pa.Table], dict[str, int]]:
     """Score every target dataset with the task's current weights.
 
@@ -63,7 +64,9 @@ def score_targets(
                 index, transform, batch_size, num_workers, train=False, seed=0, on_error=on_error
             )
         )
-        metrics, scores, lost = evaluate(task, loader, accelerator, desc=f"test {name}")
+        metrics, scores, lost = evaluate(
+            task, loader, accelerator, desc=f"test {name}", aggregate=aggregate
+        )
         per_target[name] = metrics
         predictions[name] = frame_predictions(index, scores)
         unreadable[name] = int(lost.size)

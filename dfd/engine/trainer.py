@@ -66,6 +66,7 @@ class Trainer:
     callbacks: Callback
     run: RunState
     log_every_steps: int = 50
+    aggregate: str = "mean"  # video score from frame scores: mean | median
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     progress: EpochProgress = field(default_factory=EpochProgress)
     unreadable: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
@@ -156,7 +157,9 @@ class Trainer:
 
     def _validate(self) -> None:
         acc, run = self.accelerator, self.run
-        metrics, _, unreadable = evaluate(self.task, self.val_loader, acc, desc=f"val {run.epoch}")
+        metrics, _, unreadable = evaluate(
+            self.task, self.val_loader, acc, desc=f"val {run.epoch}", aggregate=self.aggregate
+        )
         self.unreadable["val"].update(unreadable)
         value = metrics[run.monitor]
         run.improved = is_improvement(value, run.best_value)
