@@ -255,3 +255,16 @@ def test_frames_per_video_picks_evenly_spaced_frames_at_train_and_eval(tmp_path,
             2 * 3 + 2
         )  # per class: two 3-frame samples, one short video
         assert metrics["n_videos"] == 6
+
+
+# --------------------------------------------------------------------- splits
+
+
+def test_a_validation_split_sharing_videos_with_training_is_refused(tmp_path, demo_cache):
+    """Selection on videos the model trained on is not source validation: the run must not start."""
+    cfg = compose_train(
+        [*small_run_overrides(tmp_path, demo_cache), "tracking=none", "data.val.split=[train,val]"],
+        tmp_path,
+    )
+    with pytest.raises(ValueError, match="in both train and val"):
+        train(cfg)
