@@ -49,7 +49,7 @@ def train(cfg: DictConfig) -> dict:
         _report_data(splits, tracker, accelerator)
 
         spec = model.backbone.input_spec
-        train_tf = FrameTransform(spec, instantiate(cfg.preprocess.train_augmentations))
+        train_tf = FrameTransform(spec, instantiate(cfg.augment.train_augmentations))
         eval_tf = FrameTransform(spec)
         optimizer = build_optimizer(model, instantiate(t.optimizer), t.weight_decay, t.no_decay)
         train_loader = make_loader(
