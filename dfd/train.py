@@ -76,7 +76,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     )
     try:
         spec = model.backbone.input_spec
-        train_tf = FrameTransform(spec, instantiate(cfg.preprocess.train_augmentations))
+        train_tf = FrameTransform(spec, instantiate(cfg.augment.train_augmentations))
         eval_tf = FrameTransform(spec)
         task = DetectionTask(model, objective)
         optimizer = build_optimizer(task, instantiate(t.optimizer), t.weight_decay, t.no_decay)
