@@ -75,7 +75,7 @@ def plot_table(
     else:
         width = 0.8 / max(len(labels), 1)
         fig, ax = plt.subplots(
-            figsize=(max(6.5, 1.1 * len(columns) * max(1, len(labels) / 3) + 2), 4.8),
+            figsize=(min(12.0, max(6.5, 0.25 * len(columns) * len(labels) + 3)), 4.8),
             layout="constrained",
         )
         x = np.arange(len(columns))

@@ -153,6 +153,8 @@ def plot_importances(study: optuna.Study, monitor: str, path: Path, min_trials: 
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
             log.warning("plot param_importances skipped: %s", err)
             return None
+        for loc in ("left", "center", "right"):  # Optuna titles its plot on the left
+            ax.set_title("", loc=loc)
         ax.set_title(f"parameter importances for val {monitor}, from {len(done)} complete trials")
         fig = ax.figure
         fig.set_size_inches(7.5, 4.5)
