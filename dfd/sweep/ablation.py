@@ -158,9 +158,11 @@ def group_rows(trials: Sequence[FrozenTrial], row_order: Sequence[str]) -> list[
 
 
 def targets_of(trials: Sequence[FrozenTrial]) -> list[str]:
-    """The target names the trials recorded, in first-seen order (`test/<target>/video_auc`)."""
+    """The target names the trials recorded (`test/<target>/video_auc`), in the data config's
+    order where the trials recorded it (`targets`), else as first seen."""
     names: dict[str, None] = {}
     for t in trials:
+        names.update(dict.fromkeys(t.user_attrs.get("targets") or []))
         for key in t.user_attrs:
             parts = key.split("/")
             if len(parts) == 3 and parts[0] == "test" and parts[1] != "mean":

@@ -130,6 +130,8 @@ def train_trial(
     # reported beside the value, never optimized
     trial.set_user_attr("best_epoch", int(result["best_epoch"]))
     trial.set_user_attr("test/mean/video_auc", float(result["mean"]["video_auc"]))
+    # the data config's target order: Optuna hands user attributes back sorted by name
+    trial.set_user_attr("targets", list(result["test"]))
     for target, metrics in result["test"].items():
         trial.set_user_attr(f"test/{target}/video_auc", float(metrics["video_auc"]))
     for key, value in result["val"].items():
