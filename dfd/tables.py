@@ -198,8 +198,9 @@ def _mean(cell: Cell) -> float | None:
         return cell.mean
     if isinstance(cell, Delta):
         return cell.value
-    if isinstance(cell, float | int) and not isinstance(cell, bool):
-        return float(cell)
+    # counts (ints) are not results: they are never ranked
+    if isinstance(cell, float):
+        return cell
     return None
 
 

@@ -63,6 +63,7 @@ def test_every_format_shows_stats_and_differences():
     assert r"\textbf{90.00 $\pm$ 1.00}" in tex and r"85.00 $\pm$ 2.00" in tex
     assert r"-5.00 [-8.00, -1.00]" in tex and r"50\% of\_it" in tex
     assert tex.count(r"\\") == 3 and r"\toprule" in tex
+    assert r"\textbf{2}" not in tex  # a count is never ranked
 
 
 def test_a_row_of_the_wrong_width_is_refused():
