@@ -134,3 +134,26 @@ def test_predictions_missing_a_column_fail_naming_it(tmp_path):
     pd.DataFrame({"video_id": ["a"], "p_fake": [0.5]}).to_parquet(tmp_path / "x.parquet")
     with pytest.raises(ValueError, match=r"missing \['label'\]"):
         read_predictions(tmp_path / "x.parquet")
+
+
+def test_predictions_of_a_trial_on_another_machine_come_from_its_mlflow_run(tmp_path):
+    from mlflow import MlflowClient
+
+    from dfd.sweep.ablation import trial_predictions
+    from tests.conftest import fresh_mlflow_uri
+
+    uri = fresh_mlflow_uri(tmp_path / "store")
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("x", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(experiment)
+    here = tmp_path / "elsewhere"
+    aucs = {t: write_predictions(here, t, 1.5, i) for i, t in enumerate(TARGETS)}
+    client.log_artifacts(run.info.run_id, str(here / "predictions"), "predictions")
+    trial = optuna.trial.create_trial(
+        value=0.5,
+        user_attrs={"output_dir": str(tmp_path / "gone"), "mlflow_run_id": run.info.run_id},
+    )
+    scores = trial_predictions(trial, TARGETS, uri)
+    assert scores is not None
+    assert roc_auc(scores["swap"].labels, scores["swap"].scores) == pytest.approx(aucs["swap"])
+    assert trial_predictions(trial, TARGETS, None) is None  # no folder, no store: no CI
