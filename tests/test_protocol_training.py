@@ -148,6 +148,13 @@ def test_selected_epoch_is_the_best_source_val_epoch_and_targets_get_its_weights
     result, uri = run(
         tmp_path / "full", demo_cache, [*SELECTION, *data, f"trainer.max_epochs={EPOCHS}"]
     )
+    # "val" is the source validation split and the targets get the selected weights: a copy
+    # of that split scores exactly the selected validation metrics, and its flip the complement
+    assert result["test"]["val_copy"] == pytest.approx(result["val"], abs=1e-12)
+    assert result["test"]["val_flipped"]["video_auc"] == pytest.approx(
+        1 - result["val"]["video_auc"], abs=1e-12
+    )
+
     history = val_history(uri, "video_auc")
     assert len(history) == EPOCHS + 1
     best = int(np.argmax(history))  # the first maximum: a tie keeps the earliest epoch
@@ -157,15 +164,8 @@ def test_selected_epoch_is_the_best_source_val_epoch_and_targets_get_its_weights
         f"validation no longer peaks mid-run ({history}): retune LR or the training videos"
     )
     assert int(np.argmin(history)) != best
-
     assert result["best_epoch"] == best
     assert result["val"]["video_auc"] == pytest.approx(history[best], abs=1e-12)
-    # targets are scored with the selected weights: a copy of the source validation split
-    # scores exactly that epoch's validation metrics, and its flip the complement
-    assert result["test"]["val_copy"] == pytest.approx(result["val"], abs=1e-12)
-    assert result["test"]["val_flipped"]["video_auc"] == pytest.approx(
-        1 - result["val"]["video_auc"], abs=1e-12
-    )
     written = json.loads((tmp_path / "full" / "metrics.json").read_text())
     assert written["best_epoch"] == best
     assert written["val"] == pytest.approx(result["val"], abs=1e-12)
