@@ -32,8 +32,12 @@ def predict(
     )
     with torch.inference_mode():
         for batch in bar:
-            with accelerator.autocast():
-                p = detector.fake_probability(batch["pixel_values"])
+            x = batch["pixel_values"]
+            if x.shape[0]:
+                with accelerator.autocast():
+                    p = detector.fake_probability(x)
+            else:  # every frame of the batch was unreadable
+                p = torch.zeros(0, device=x.device)
             rows = torch.stack([batch["index"].double(), p.double()], dim=1)  # (B, 2)
             scored.append(_gather_rows(accelerator, rows))
             if "unreadable" in batch:

@@ -117,6 +117,10 @@ class Trainer:
         )
         for batch in bar:
             self._note_unreadable("train", batch)
+            if batch["pixel_values"].shape[0] == 0:
+                # every frame of the batch was unreadable (data.on_error=skip): nothing to learn
+                prog.batches += 1
+                continue
             with acc.accumulate(self.task), acc.autocast():
                 out = self.task(batch["pixel_values"], batch["label"])
                 acc.backward(out["loss"])
