@@ -1,7 +1,7 @@
 """Face preprocessing: videos or image folders -> aligned 256x256 face crops (DeepfakeBench geometry).
 
 Run it as ``python -m dfd.preprocess input_dir=... output_dir=... dataset=...``
-(config: ``conf/preprocess_faces.yaml``; detectors: ``conf/preprocess/detector/``).
+(config: ``conf/preprocess_faces.yaml``; detectors: ``conf/faces/detector/``).
 """
 
 from dfd.preprocess.alignment import align_face, arcface_template, similarity_transform

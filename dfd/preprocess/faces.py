@@ -40,7 +40,7 @@ class FaceDetector(ABC):
 
     Implementations load their models in ``__init__`` (so a missing file or runtime fails
     when the detector is built, before any video is read) and are built from
-    ``conf/preprocess/detector/*.yaml`` with `hydra.utils.instantiate`.
+    ``conf/faces/detector/*.yaml`` with `hydra.utils.instantiate`.
     """
 
     @abstractmethod
@@ -59,7 +59,7 @@ def largest_face(faces: list[Face]) -> Face | None:
 
 
 def build_face_detector(cfg: Mapping[str, Any]) -> FaceDetector:
-    """Instantiate the ``preprocess.detector`` config (a mapping with ``_target_``).
+    """Instantiate the ``faces.detector`` config (a mapping with ``_target_``).
 
     Hydra wraps an exception raised inside a constructor in an InstantiationException;
     the backend's own error says which file is missing or which package to install, so that
@@ -73,7 +73,7 @@ def build_face_detector(cfg: Mapping[str, Any]) -> FaceDetector:
         raise
     if not isinstance(detector, FaceDetector):
         raise TypeError(
-            f"preprocess.detector._target_={cfg.get('_target_')!r} built a "
+            f"faces.detector._target_={cfg.get('_target_')!r} built a "
             f"{type(detector).__name__}, not a FaceDetector"
         )
     return detector
