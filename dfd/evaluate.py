@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from accelerate.utils import set_seed
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.build import build_detector, load_targets
+from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.checkpoint import load_checkpoint, load_trainable
@@ -59,7 +59,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict[str, float]]:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@entry_point("evaluate")
 def main(cfg: DictConfig) -> float:
     with open_dict(cfg):
         cfg.checkpoint = str(Path(cfg.checkpoint).expanduser().resolve())

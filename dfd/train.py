@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import torch
 from accelerate.utils import set_seed
 from hydra.utils import instantiate
@@ -16,6 +15,7 @@ from tqdm.auto import tqdm
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.build import build_detector, load_splits, make_loader
+from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.checkpoint import load_trainable
@@ -127,7 +127,7 @@ def _report_data(splits, tracker, accelerator) -> None:
         )
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@entry_point("train")
 def main(cfg: DictConfig) -> float:
     # the source-validation metric: what a Hydra sweeper may optimize without seeing targets
     return train(cfg)["val"][cfg.trainer.monitor]

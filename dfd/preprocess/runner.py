@@ -15,7 +15,6 @@ from typing import Any
 
 import cv2
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dfd.preprocess.errors import PreprocessError
@@ -24,6 +23,7 @@ from dfd.preprocess.faces import build_face_detector
 from dfd.preprocess.inputs import VideoJob, discover_videos
 from dfd.preprocess.manifest import FORMAT, MANIFEST_NAME, load_manifest, summarize, write_manifest
 from dfd.preprocess.pipeline import FacePipeline, FaceSettings, detector_config
+from dfd.progress import progress
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("raise", "skip")
@@ -243,7 +243,7 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
     clock = time.perf_counter()
     first_error: str | None = None
     try:
-        with logging_redirect_tqdm(), tqdm(total=len(todo), unit="video", desc=dataset) as bar:
+        with logging_redirect_tqdm(), progress(total=len(todo), unit="video", desc=dataset) as bar:
             results = _run_jobs(todo, pipeline, detector_cfg, cfg.on_error, dirs, num_workers)
             for result in results:
                 entry = asdict(result)
@@ -278,7 +278,23 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
             f"{first_error} (on_error=raise; on_error=skip records it and goes on)"
         )
     _log_summary(manifest, manifest_path)
+    _check_produced(manifest, manifest_path)
     return manifest
+
+
+def _check_produced(manifest: dict[str, Any], path: Path) -> None:
+    """Fail when the dataset holds no finished video: a script must not take that for success."""
+    summary = manifest["summary"]
+    if summary["done"] > 0:
+        return
+    reasons = ", ".join(f"{n} {reason}" for reason, n in summary["skipped"].items()) or "none"
+    first = next(
+        (v["message"] for v in manifest["videos"].values() if v.get("message")), "no message"
+    )
+    raise PreprocessError(
+        f"nothing was produced: all {summary['failed']} videos failed ({reasons}); the first: "
+        f"{first.splitlines()[0]}. Every video's reason is in {path}"
+    )
 
 
 def _remove_empty_dirs(root: Path) -> None:
