@@ -124,9 +124,13 @@ class SampledVideo:
 
 
 class FacePipeline:
-    """Sample frames, detect faces, align them: the geometry DeepfakeBench preprocessing uses."""
+    """Sample frames, detect faces, align them: the geometry DeepfakeBench preprocessing uses.
 
-    def __init__(self, detector: FaceDetector, settings: FaceSettings) -> None:
+    Without a detector (``detector=None``) the inputs are taken to be aligned crops already:
+    each frame is its own single face, unchanged.
+    """
+
+    def __init__(self, detector: FaceDetector | None, settings: FaceSettings) -> None:
         self.detector = detector
         self.settings = settings
 
@@ -151,6 +155,8 @@ class FacePipeline:
         detection is tried and each one lost is left out.
         """
         s = self.settings
+        if self.detector is None:
+            return FrameFaces(index, position, (_whole_frame(rgb),))
         found = sorted(self.detector.detect(rgb), key=lambda f: (f.area, f.score), reverse=True)
         if not found:
             return FrameFaces(index, position, dropped=DROP_NO_FACE)
@@ -214,6 +220,13 @@ class FacePipeline:
                 continue
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             on_frame(self.align(rgb, frame_index, position, all_faces))
+
+
+def _whole_frame(rgb: np.ndarray) -> AlignedFace:
+    height, width = rgb.shape[:2]
+    box = np.array([0.0, 0.0, float(width), float(height)])
+    unknown = np.full((5, 2), np.nan, dtype=np.float32)  # a given crop comes without landmarks
+    return AlignedFace(Face(box, 1.0, unknown), 0, rgb, unknown)
 
 
 def detector_config(faces: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
