@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 import os
 import re
 import sys
@@ -45,17 +46,39 @@ USER_TYPES: tuple[type[BaseException], ...] = (
     FloatingPointError,
 )
 
-# Third-party deprecation notices every command would print, that no dfd user can act on.
+# Third-party notices that commands would print and no dfd user can act on.
 NOISE = [
     # transformers 5 calls its own deprecated property while building any model
     (FutureWarning, r".*is_gradient_checkpointing.*is deprecated"),
 ]
+# log records of libraries, by logger name: (logger, message start)
+LOG_NOISE = [
+    # tracing a vision model for export: CLIP has no loss, transformers guesses one
+    ("transformers.modeling_utils", "`loss_type=None` was set in the config but it is unrecognized"),
+]
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, starts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.starts)
 
 
 def quiet_known_warnings() -> None:
-    """Filter the third-party deprecation noise of `NOISE` (once per process)."""
+    """Filter the third-party noise of `NOISE` and `LOG_NOISE`, and transformers' per-model
+    "Loading weights" bar (hub downloads keep theirs)."""
     for category, message in NOISE:
         warnings.filterwarnings("ignore", message=message, category=category)
+    for name in {name for name, _ in LOG_NOISE}:
+        starts = tuple(m for n, m in LOG_NOISE if n == name)
+        logging.getLogger(name).addFilter(_DropMessages(starts))
+    if "transformers" in sys.modules:  # commands that build no model need not import it
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
 
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
