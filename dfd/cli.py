@@ -81,6 +81,26 @@ def quiet_known_warnings() -> None:
         transformers_logging.disable_progress_bar()
 
 
+def help_groups(choices: Any) -> str:
+    """The option groups of one composed command and the options of each, for ``--help``.
+
+    Used as ``${dfd_help_groups:${hydra:runtime.choices}}`` in conf/hydra/help/*.yaml: it lists
+    the groups of that command's own defaults (not every folder of conf/, as Hydra's
+    ``$APP_CONFIG_GROUPS`` does), read from conf/ so a new option file shows up by itself.
+    """
+    lines = []
+    for group, choice in sorted(dict(choices).items()):
+        if group == "hydra" or group.startswith("hydra/"):
+            continue
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        lines.append(f"  {group + '=':<18} {' | '.join(options)}   (now: {choice or 'none'})")
+    return "\n".join(lines)
+
+
+if not OmegaConf.has_resolver("dfd_help_groups"):
+    OmegaConf.register_new_resolver("dfd_help_groups", help_groups)
+
+
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """Decorate a command's ``main(cfg)``: Hydra composes ``conf/<config_name>.yaml`` with the
     command line, and user errors end as one line on stderr (see the module docstring)."""
