@@ -25,10 +25,11 @@ from torch import nn
 
 from dfd import __version__
 from dfd.cli import entry_point
+from dfd.engine.checkpoint import load_detector
 from dfd.errors import UserError
 from dfd.models.backbone import InputSpec
 from dfd.models.detector import Detector
-from dfd.scoring import checkpoint_identity, load_detector
+from dfd.scoring import checkpoint_identity
 
 log = logging.getLogger(__name__)
 
@@ -182,14 +183,16 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"format={fmt} is not one of {', '.join(FORMATS)}")
     folder = Path(cfg.checkpoint).expanduser()
     output = Path(cfg.output).expanduser()
-    reference, train_cfg = load_detector(folder)
+    reference, train_cfg = load_detector(folder, cfg.paths.output_dir)
     spec = reference.backbone.input_spec
     example = _example_inputs(spec, int(cfg.check_batch))
     with torch.no_grad():
         ref_logits = reference.logits(example).float()
         ref_p = ref_logits.softmax(dim=-1)[:, 1]
 
-    merged, _ = load_detector(folder)  # a second copy: merging changes the modules in place
+    merged, _ = load_detector(
+        folder, cfg.paths.output_dir
+    )  # a second copy: merging changes the modules in place
     model = ExportedDetector(merge_adapters(merged)).eval()
     meta = model_metadata(spec, checkpoint_identity(folder, train_cfg))
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -24,13 +24,14 @@ from omegaconf import DictConfig
 
 from dfd.cli import entry_point
 from dfd.data.index import FrameIndex
+from dfd.engine.checkpoint import load_detector
 from dfd.errors import UserError
 from dfd.metrics import video_scores
 from dfd.preprocess.errors import InputItemError
 from dfd.preprocess.faces import build_face_detector
 from dfd.preprocess.pipeline import FacePipeline, FaceSettings, FrameFaces, detector_config
 from dfd.progress import progress
-from dfd.scoring import FaceScorer, checkpoint_identity, load_detector
+from dfd.scoring import FaceScorer, checkpoint_identity
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def run_prediction(cfg: DictConfig) -> list[Prediction]:
     settings = FaceSettings.from_config(cfg.faces)
     inputs = find_inputs(str(cfg.input), settings)
     folder = Path(cfg.checkpoint).expanduser()
-    model, train_cfg = load_detector(folder)
+    model, train_cfg = load_detector(folder, cfg.paths.output_dir)
     limit = cfg.frames_per_video
     if limit is None:
         limit = (train_cfg.data.get("frames_per_video") or {}).get("eval")

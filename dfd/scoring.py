@@ -1,8 +1,8 @@
-"""Scoring face crops with a trained detector: loading a checkpoint folder, batching on a device.
+"""Scoring face crops with a trained detector, and naming the checkpoint that scored them.
 
-What `dfd.predict` and `dfd.export` share: the detector rebuilt from a checkpoint folder as
-`dfd.evaluate` rebuilds it, its identity (which file, which config), and a scorer that turns
-RGB crops into p(fake) through the backbone's own input transform, a batch at a time.
+What `dfd.predict` and `dfd.export` share besides `dfd.engine.checkpoint.load_detector`: a
+checkpoint's identity (which file, which method), and a scorer that turns RGB crops into
+p(fake) through the backbone's own input transform, a batch at a time.
 """
 
 from __future__ import annotations
@@ -15,33 +15,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from accelerate.utils import set_seed
 from omegaconf import DictConfig
 from PIL import Image
 
-from dfd.build import build_detector
 from dfd.data.frames import FrameTransform
-from dfd.engine.checkpoint import CONFIG, META, WEIGHTS, load_checkpoint, load_trainable
+from dfd.engine.checkpoint import CONFIG, META, WEIGHTS
 from dfd.models.detector import Detector
-
-
-def load_detector(folder: Path) -> tuple[Detector, DictConfig]:
-    """The detector of a checkpoint folder, in eval mode on the CPU, and its training config.
-
-    Rebuilt from the folder's config.yaml as dfd.evaluate does: the seed first (a backbone
-    built at random gets its frozen weights back from it), then the trainable tensors.
-    """
-    # TODO(lead): swap for dfd.engine.checkpoint.load_detector once it lands on main
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"checkpoint={folder} is not a folder: pass the checkpoint/ folder a training run "
-            "wrote (outputs/runs/<date>/<time>/checkpoint)"
-        )
-    state, train_cfg = load_checkpoint(folder)
-    set_seed(train_cfg.seed)
-    model, _ = build_detector(train_cfg)
-    load_trainable(model, state, source=str(folder))
-    return model.eval(), train_cfg
 
 
 def checkpoint_identity(folder: Path, train_cfg: DictConfig) -> dict[str, Any]:

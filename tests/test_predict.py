@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from dfd.build import make_loader
+from dfd.data.loading import make_loader
 from dfd.data.readers.folder import read_folder
 from dfd.engine.accelerator import make_accelerator
+from dfd.engine.checkpoint import load_detector
 from dfd.engine.inference import predict as score_frames
 from dfd.metrics import video_scores
 from dfd.predict import find_inputs, run_prediction
 from dfd.preprocess.pipeline import FaceSettings
 from dfd.preprocess.runner import run_preprocessing
-from dfd.scoring import load_detector
 from tests.conftest import CONF_DIR
 from tests.demo_checkpoint import trained_checkpoint
 
@@ -214,4 +214,4 @@ def test_command_line_writes_json_and_a_missing_checkpoint_is_one_line(tmp_path,
     )
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr
-    assert f"checkpoint={tmp_path / 'nope'} is not a folder" in bad.stderr
+    assert f"checkpoint folder {tmp_path / 'nope'} does not exist" in bad.stderr
