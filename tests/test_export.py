@@ -39,7 +39,12 @@ def export(checkpoint: Path, output: Path, *extra: str) -> dict:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             config_name="export",
-            overrides=[f"checkpoint={checkpoint}", f"output={output}", *extra],
+            overrides=[
+                f"checkpoint={checkpoint}",
+                f"output={output}",
+                f"paths.output_dir={output.parent / 'run'}",
+                *extra,
+            ],
         )
     return export_checkpoint(cfg)
 

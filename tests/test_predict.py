@@ -42,8 +42,15 @@ def compose_predict(overrides: list[str]):
 
 
 def predict(checkpoint: Path, input: Path | str, output: Path, *extra: str):
+    run = output.parent / "run"  # the run folder Hydra would make
     cfg = compose_predict(
-        [f"checkpoint={checkpoint}", f"input={input}", f"output={output}", *extra]
+        [
+            f"checkpoint={checkpoint}",
+            f"input={input}",
+            f"output={output}",
+            f"paths.output_dir={run}",
+            *extra,
+        ]
     )
     return run_prediction(cfg)
 
