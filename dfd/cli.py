@@ -54,7 +54,10 @@ NOISE = [
 # log records of libraries, by logger name: (logger, message start)
 LOG_NOISE = [
     # tracing a vision model for export: CLIP has no loss, transformers guesses one
-    ("transformers.modeling_utils", "`loss_type=None` was set in the config but it is unrecognized"),
+    (
+        "transformers.modeling_utils",
+        "`loss_type=None` was set in the config but it is unrecognized",
+    ),
 ]
 
 
@@ -173,7 +176,7 @@ def _program() -> str:
 def user_message(err: BaseException, config_name: str, overrides: list[str]) -> str | None:
     """The one-line message for a user error, or None if `err` looks like a bug."""
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
-        return _missing_option(str(err), config_name, overrides)
+        return _missing_option(str(err))
     if isinstance(err, ConfigCompositionException):
         cause = err.__cause__
         if cause is not None and not isinstance(cause, ConfigCompositionException):
@@ -269,6 +272,7 @@ def _full_key(text: str) -> str:
 
 
 def _composition_message(text: str, config_name: str, overrides: list[str]) -> str:
+    """A key (or group) this command does not have: the closest key or group it does have."""
     bad_key = re.search(r"Could not override '([^']+)'", text)
     if bad_key is None:
         bad_key = re.search(
@@ -279,17 +283,18 @@ def _composition_message(text: str, config_name: str, overrides: list[str]) -> s
     key = bad_key.group(1)
     value = _value_of(key, overrides)
     keys, groups = _known_keys(config_name, [o for o in overrides if not _is_override_of(o, key)])
-    is_group = "No match in the defaults list" in text
-    candidates = keys | groups
-    guess = _closest(key, candidates)
+    kind = "option group" if "No match in the defaults list" in text else "key"
+    guess = _closest(key, keys | groups)
     what = f"{key}={value}" if value is not None else key
     if guess is not None:
-        return f"{what}: this command has no {'option group' if is_group else 'key'} {key!r}; did you mean {guess}={value if value is not None else '...'}?"
+        suggestion = f"{guess}={value if value is not None else '...'}"
+        return f"{what}: this command has no {kind} {key!r}; did you mean {suggestion}?"
     hint = "`--cfg job` prints every key" + (", `--help` the groups" if groups else "")
     return f"{what}: this command has no key or option group {key!r} ({hint})"
 
 
-def _missing_option(text: str, config_name: str, overrides: list[str]) -> str:
+def _missing_option(text: str) -> str:
+    """``group=option`` naming no file of conf/<group>/: the closest option and all of them."""
     found = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
     options = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
     if found is None:
