@@ -26,7 +26,7 @@ from torch import nn
 from dfd import __version__
 from dfd.cli import entry_point
 from dfd.engine.checkpoint import load_detector
-from dfd.errors import UserError
+from dfd.errors import UserError, config_flag
 from dfd.models.backbone import InputSpec
 from dfd.models.detector import Detector
 from dfd.scoring import checkpoint_identity
@@ -181,6 +181,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     fmt = str(cfg.format)
     if fmt not in FORMATS:
         raise UserError(f"format={fmt} is not one of {', '.join(FORMATS)}")
+    check = config_flag(cfg, "check")
     folder = Path(cfg.checkpoint).expanduser()
     output = Path(cfg.output).expanduser()
     reference, train_cfg = load_detector(folder, cfg.paths.output_dir)
@@ -202,7 +203,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         export_torchscript(model, example[:1], output, meta)
 
     result: dict[str, Any] = {"output": str(output), "format": fmt}
-    if cfg.check:
+    if check:
         logits, p_fake = run_exported(output, fmt, example.numpy())
         diff = max(
             float(np.abs(logits - ref_logits.numpy()).max()),
@@ -217,7 +218,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     print(
         f"exported {folder} -> {output} ({fmt}, input {spec.size[0]}x{spec.size[1]} "
         f"{_interpolation(spec.resample)})"
-        + (f"; max |exported - PyTorch| = {result['max_abs_diff']:.2e}" if cfg.check else "")
+        + (f"; max |exported - PyTorch| = {result['max_abs_diff']:.2e}" if check else "")
     )
     return result
 

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from dfd.cli import entry_point
 from dfd.data.index import FrameIndex
 from dfd.engine.checkpoint import load_detector
-from dfd.errors import UserError
+from dfd.errors import UserError, config_flag
 from dfd.metrics import video_scores
 from dfd.preprocess.errors import InputItemError
 from dfd.preprocess.faces import build_face_detector
@@ -228,11 +228,26 @@ def write_predictions(path: Path, rows: list[Prediction], identity: dict[str, An
             )
 
 
+def _device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name}, but torch sees no GPU here: use device=cpu (or null)")
+    return device
+
+
 def run_prediction(cfg: DictConfig) -> list[Prediction]:
     """Score every input of ``cfg.input`` with ``cfg.checkpoint``; write and return the rows."""
     output = Path(cfg.output).expanduser()
     if output.suffix.lower() not in FORMATS:
         raise UserError(f"output={cfg.output}: the file must end in .csv or .json")
+    crop, all_faces = config_flag(cfg, "crop"), config_flag(cfg, "all_faces")
+    if cfg.frames_per_video is not None and int(cfg.frames_per_video) <= 0:
+        raise UserError(
+            f"frames_per_video={cfg.frames_per_video} must be a positive integer or null"
+        )
+    device = _device(cfg.device)
     settings = FaceSettings.from_config(cfg.faces)
     inputs = find_inputs(str(cfg.input), settings)
     folder = Path(cfg.checkpoint).expanduser()
@@ -240,10 +255,9 @@ def run_prediction(cfg: DictConfig) -> list[Prediction]:
     limit = cfg.frames_per_video
     if limit is None:
         limit = (train_cfg.data.get("frames_per_video") or {}).get("eval")
-    detector = build_face_detector(detector_config(cfg.faces)) if cfg.crop else None
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    detector = build_face_detector(detector_config(cfg.faces)) if crop else None
     scorer = FaceScorer(model, device, int(cfg.batch_size))
-    predictor = Predictor(FacePipeline(detector, settings), scorer, bool(cfg.all_faces), limit)
+    predictor = Predictor(FacePipeline(detector, settings), scorer, all_faces, limit)
 
     per_input: list[tuple[str, list[Prediction]]] = []
     for path, kind in progress(inputs, desc="predict", unit="input"):
