@@ -48,14 +48,17 @@ class FaceDetector(ABC):
         """All faces found in an RGB uint8 image of shape (H, W, 3), any order."""
 
 
+def by_size(faces: list[Face]) -> list[Face]:
+    """`faces` largest box first (ties: the higher score; then detector order)."""
+    return sorted(faces, key=lambda f: (f.area, f.score), reverse=True)
+
+
 def largest_face(faces: list[Face]) -> Face | None:
     """The face with the largest box (ties: the higher score), as DeepfakeBench keeps.
 
     DeepfakeBench keeps ``max(faces, key=width * height)`` of dlib's detections.
     """
-    if not faces:
-        return None
-    return max(faces, key=lambda f: (f.area, f.score))
+    return by_size(faces)[0] if faces else None
 
 
 def build_face_detector(cfg: Mapping[str, Any]) -> FaceDetector:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dfd.preprocess.alignment import align_face, transform_points
 from dfd.preprocess.errors import UNREADABLE_VIDEO, InputItemError
-from dfd.preprocess.faces import Face, FaceDetector, build_face_detector
+from dfd.preprocess.faces import Face, FaceDetector, build_face_detector, by_size, largest_face
 from dfd.preprocess.reading import FrameCountMismatch, open_frames
 from dfd.preprocess.sampling import SAMPLING_MODES, sample_frame_indices
 
@@ -157,7 +157,7 @@ class FacePipeline:
         s = self.settings
         if self.detector is None:
             return FrameFaces(index, position, (_whole_frame(rgb),))
-        found = sorted(self.detector.detect(rgb), key=lambda f: (f.area, f.score), reverse=True)
+        found = by_size(self.detector.detect(rgb))
         if not found:
             return FrameFaces(index, position, dropped=DROP_NO_FACE)
         faces: list[AlignedFace] = []
@@ -169,11 +169,11 @@ class FacePipeline:
                 reasons.append(DROP_NO_FACE)
                 continue
             if s.redetect:
-                in_crop = self.detector.detect(crop)
-                if not in_crop:
+                in_crop = largest_face(self.detector.detect(crop))
+                if in_crop is None:
                     reasons.append(DROP_NO_FACE_IN_CROP)
                     continue
-                landmarks = max(in_crop, key=lambda f: (f.area, f.score)).landmarks
+                landmarks = in_crop.landmarks
             else:
                 landmarks = transform_points(face.landmarks, matrix)
             faces.append(AlignedFace(face, rank, crop, np.asarray(landmarks, dtype=np.float32)))
