@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,13 @@ def checkpoint(demo_cache) -> Path:
     return trained_checkpoint(demo_cache)
 
 
+@pytest.fixture(scope="module")
+def onnx_export(checkpoint, tmp_path_factory) -> tuple[Path, dict]:
+    """The demo checkpoint exported once to ONNX: (file, what dfd.export returned)."""
+    output = tmp_path_factory.mktemp("onnx") / "detector.onnx"
+    return output, export(checkpoint, output)
+
+
 def export(checkpoint: Path, output: Path, *extra: str) -> dict:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
@@ -49,8 +57,8 @@ def export(checkpoint: Path, output: Path, *extra: str) -> dict:
     return export_checkpoint(cfg)
 
 
-def test_onnx_export_matches_pytorch_and_carries_the_input_spec(tmp_path, checkpoint):
-    result = export(checkpoint, tmp_path / "detector.onnx")
+def test_onnx_export_matches_pytorch_and_carries_the_input_spec(checkpoint, onnx_export):
+    path, result = onnx_export
     assert result["max_abs_diff"] <= 1e-4
 
     # independently: another batch size (the batch axis is dynamic), other inputs
@@ -59,7 +67,7 @@ def test_onnx_export_matches_pytorch_and_carries_the_input_spec(tmp_path, checkp
     x = _example_inputs(spec, batch=7, seed=1)
     with torch.no_grad():
         logits = model.logits(x)
-    session = ort.InferenceSession(str(tmp_path / "detector.onnx"))
+    session = ort.InferenceSession(str(path))
     got_logits, got_p = session.run(["logits", "p_fake"], {"pixel_values": x.numpy()})
     np.testing.assert_allclose(got_logits, logits.numpy(), atol=1e-4)
     np.testing.assert_allclose(got_p, logits.softmax(-1)[:, 1].numpy(), atol=1e-4)
@@ -71,7 +79,7 @@ def test_onnx_export_matches_pytorch_and_carries_the_input_spec(tmp_path, checkp
     assert json.loads(meta["dfd.labels"]) == {"0": "real", "1": "fake"}
     assert json.loads(meta["dfd.checkpoint"])["path"] == str(checkpoint.resolve())
     # no peft at inference: LN-tuning's duplicate LayerNorms are gone from the graph
-    names = {i.name for i in onnx.load(str(tmp_path / "detector.onnx")).graph.initializer}
+    names = {i.name for i in onnx.load(str(path)).graph.initializer}
     assert not any("ln_tuning" in n or "base_layer" in n for n in names)
 
 
@@ -109,8 +117,10 @@ def readme_example() -> str:
     return found.group(1)
 
 
-def test_readme_example_scores_a_crop_with_onnxruntime_numpy_and_opencv(tmp_path, checkpoint):
-    export(checkpoint, tmp_path / "detector.onnx")
+def test_readme_example_scores_a_crop_with_onnxruntime_numpy_and_opencv(
+    tmp_path, checkpoint, onnx_export
+):
+    shutil.copy(onnx_export[0], tmp_path / "detector.onnx")
     rng = np.random.default_rng(0)
     # a smooth 256x256 "crop" (real crops are smooth; noise would exaggerate resize differences)
     crop = cv2.resize(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), (256, 256))
