@@ -81,6 +81,7 @@ def test_onnx_export_matches_pytorch_and_carries_the_input_spec(checkpoint, onnx
     # no peft at inference: LN-tuning's duplicate LayerNorms are gone from the graph
     names = {i.name for i in onnx.load(str(path)).graph.initializer}
     assert not any("ln_tuning" in n or "base_layer" in n for n in names)
+    assert "backbone.model.encoder.layers.0.layer_norm1.weight" in names  # the tuned one, merged
 
 
 def test_torchscript_export_matches_pytorch_with_metadata(tmp_path, checkpoint):
