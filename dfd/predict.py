@@ -2,7 +2,8 @@
 
 Faces are found and aligned by the pipeline `dfd.preprocess` uses (``conf/faces/``), so the
 detector sees what it saw in training; a video is sampled as for evaluation and gets the
-video score `dfd.evaluate` would give it (mean p(fake) of its frames, `dfd.metrics`), plus
+video score `dfd.evaluate` would give it (`dfd.metrics.video_scores` with the checkpoint's
+``eval.aggregate``, in its training precision), plus
 one row per frame. Frames and images without a face get a row with their status. Output: a
 CSV or JSON file (see conf/predict.yaml for the columns).
 """
@@ -192,14 +193,18 @@ class Predictor:
         return {p for p, name in zip(with_face, names, strict=True) if name not in keep}
 
 
-def finish_video(rows: list[Prediction]) -> float | None:
-    """Set every row's `video_score`: `dfd.metrics.video_scores` over the largest face of each
-    scored frame, as dfd.evaluate aggregates a video. None when no frame had a face."""
+def finish_video(rows: list[Prediction], aggregate: str = "mean") -> float | None:
+    """Set every row's `video_score`: `dfd.metrics.video_scores` (mean or median) over the
+    largest face of each scored frame, as dfd.evaluate aggregates a video. None when no frame
+    had a face."""
     scored = [r for r in rows if r.status == OK and r.face == 0]
     if not scored:
         return None
     _, _, score = video_scores(
-        ["v"] * len(scored), np.zeros(len(scored)), np.array([r.p_fake for r in scored])
+        ["v"] * len(scored),
+        np.zeros(len(scored)),
+        np.array([r.p_fake for r in scored]),
+        aggregate,
     )
     value = float(score[0])
     for row in rows:
@@ -252,11 +257,14 @@ def run_prediction(cfg: DictConfig) -> list[Prediction]:
     inputs = find_inputs(str(cfg.input), settings)
     folder = Path(cfg.checkpoint).expanduser()
     model, train_cfg = load_detector(folder, cfg.paths.output_dir)
+    # what the checkpoint's evaluation used, unless set here
     limit = cfg.frames_per_video
     if limit is None:
         limit = (train_cfg.data.get("frames_per_video") or {}).get("eval")
+    aggregate = cfg.eval.aggregate or train_cfg.get("eval", {}).get("aggregate", "mean")
+    precision = cfg.precision or train_cfg.trainer.get("precision", "no")
     detector = build_face_detector(detector_config(cfg.faces)) if crop else None
-    scorer = FaceScorer(model, device, int(cfg.batch_size))
+    scorer = FaceScorer(model, device, int(cfg.batch_size), precision)
     predictor = Predictor(FacePipeline(detector, settings), scorer, all_faces, limit)
 
     per_input: list[tuple[str, list[Prediction]]] = []
@@ -266,7 +274,7 @@ def run_prediction(cfg: DictConfig) -> list[Prediction]:
     scorer.finish()
     for kind, rows in per_input:
         if kind == "video":
-            finish_video(rows)
+            finish_video(rows, aggregate)
     rows = [r for _, rows in per_input for r in rows]
     identity = checkpoint_identity(folder, train_cfg)
     write_predictions(output, rows, identity)

@@ -7,6 +7,7 @@ p(fake) through the backbone's own input transform, a batch at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -41,6 +42,9 @@ def checkpoint_identity(folder: Path, train_cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 class Scored(Protocol):
     p_fake: float | None
 
@@ -50,12 +54,18 @@ class FaceScorer:
 
     `add` queues a crop with the record that receives its score; a full batch is scored at
     once, `finish` scores the rest. Crops go through `FrameTransform` of the backbone's input
-    spec: the same resize and normalization as evaluation.
+    spec: the same resize and normalization as evaluation; `precision` (no | bf16 | fp16)
+    autocasts the forward pass as Accelerate does for training and evaluation.
     """
 
-    def __init__(self, model: Detector, device: torch.device, batch_size: int) -> None:
+    def __init__(
+        self, model: Detector, device: torch.device, batch_size: int, precision: str = "no"
+    ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size={batch_size} must be a positive integer")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} must be one of {list(PRECISIONS)}")
+        self.dtype = PRECISIONS[precision]
         self.model = model.to(device).eval()
         self.device = device
         self.batch_size = batch_size
@@ -74,10 +84,17 @@ class FaceScorer:
         if self._pending:
             self._flush()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _flush(self) -> None:
         batch = torch.stack([x for _, x in self._pending]).to(self.device)  # (B, 3, H, W)
-        probs = self.model.fake_probability(batch).float().cpu().numpy()  # (B,)
+        # Accelerate's mixed precision, as dfd.evaluate scores: autocast around the forward
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.dtype)
+            if self.dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            probs = self.model.fake_probability(batch).float().cpu().numpy()  # (B,)
         for (record, _), p in zip(self._pending, probs, strict=True):
             record.p_fake = float(p)
         self._pending = []

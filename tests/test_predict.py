@@ -10,14 +10,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
 
-from dfd.data.loading import make_loader
-from dfd.data.readers.folder import read_folder
-from dfd.engine.accelerator import make_accelerator
-from dfd.engine.checkpoint import load_detector
-from dfd.engine.inference import predict as score_frames
+from dfd.evaluate import evaluate_checkpoint
 from dfd.metrics import video_scores
 from dfd.predict import find_inputs, run_prediction
 from dfd.preprocess.pipeline import FaceSettings
@@ -118,7 +116,7 @@ def test_video_gets_frame_rows_and_the_video_score_dfd_evaluate_gives(tmp_path, 
     assert [r.status for r in rows] == ["ok", "beyond_frames_per_video", "ok", "ok"]
     assert all(r.kind == "video" for r in rows) and len({r.video_score for r in rows}) == 1
 
-    # the same video through dfd.preprocess and dfd.evaluate's scoring path
+    # the same video through dfd.preprocess, then dfd.evaluate on those crops
     cfg = compose_predict(["checkpoint=x", "input=x", "faces.frames.num_frames=4"])
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         pre = compose(
@@ -131,21 +129,31 @@ def test_video_gets_frame_rows_and_the_video_score_dfd_evaluate_gives(tmp_path, 
                 "faces.frames.num_frames=4",
             ],
         )
-    assert pre.faces == cfg.faces  # one face config for both commands
-    run_preprocessing(pre)
-    index = read_folder(tmp_path / "faces/mine", name="mine", cache_dir=None)
-    model, train_cfg = load_detector(checkpoint)
-    index = index.frames_per_video(3)
-    from dfd.data.frames import FrameTransform
-
-    loader = make_loader(
-        index, FrameTransform(model.backbone.input_spec), 64, 0, train=False, seed=0
-    )
-    frame_scores = score_frames(model, loader, make_accelerator("no"))
-    _, _, expected = video_scores(index.video_ids, index.labels, frame_scores)
-    assert rows[0].video_score == pytest.approx(float(expected[0]), abs=1e-6)
+        assert pre.faces == cfg.faces  # one face config for both commands
+        run_preprocessing(pre)
+        evaluation = compose(
+            config_name="evaluate",
+            overrides=[
+                f"checkpoint={checkpoint}",
+                "tracking=none",
+                f"paths.output_dir={tmp_path / 'eval'}",
+            ],
+        )
+    folder_target = {
+        "_target_": "dfd.data.readers.folder.read_folder",
+        "root": str(tmp_path / "faces/mine"),
+        "name": "mine",
+        "cache_dir": None,
+    }
+    with open_dict(evaluation):
+        evaluation.data = {"test": {"mine": folder_target}, "frames_per_video": {"eval": 3}}
+    evaluate_checkpoint(evaluation)
+    frames = pq.read_table(tmp_path / "eval/predictions/mine.parquet").to_pydict()
+    assert [Path(f).name for f in frames["path"]] == ["000.png", "002.png", "003.png"]
     scored = [r.p_fake for r in rows if r.status == "ok"]
-    assert scored == pytest.approx(list(frame_scores), abs=1e-6)
+    assert scored == pytest.approx(frames["p_fake"], abs=1e-6)
+    _, _, expected = video_scores(frames["video_id"], np.array(frames["label"]), frames["p_fake"])
+    assert rows[0].video_score == pytest.approx(float(expected[0]), abs=1e-6)
 
 
 def test_frames_per_video_keeps_evenly_spaced_frames_as_evaluation(tmp_path, checkpoint):
