@@ -26,10 +26,9 @@ from hydra.errors import ConfigCompositionException, InstantiationException, Mis
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-import dfd.config  # noqa: F401  (registers the config resolvers)
+from dfd.config import CONF_DIR  # (importing dfd.config registers the resolvers)
 from dfd.errors import UserError
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 PACKAGE_DIR = Path(__file__).resolve().parent
 FULL_ERROR = "HYDRA_FULL_ERROR"
 
