@@ -22,7 +22,7 @@ from PIL import Image
 from dfd.build import build_detector
 from dfd.data.frames import FrameTransform
 from dfd.engine.checkpoint import load_detector
-from dfd.export import ExportedDetector, _example_inputs, export_checkpoint, merge_adapters
+from dfd.exporting import ExportedDetector, _example_inputs, export_checkpoint, merge_adapters
 from tests.conftest import CONF_DIR, compose_train
 from tests.demo_checkpoint import trained_checkpoint
 

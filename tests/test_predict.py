@@ -17,7 +17,7 @@ from omegaconf import open_dict
 
 from dfd.evaluate import evaluate_checkpoint
 from dfd.metrics import video_scores
-from dfd.predict import find_inputs, run_prediction
+from dfd.prediction import find_inputs, run_prediction
 from dfd.preprocess.pipeline import FaceSettings
 from dfd.preprocess.runner import run_preprocessing
 from tests.conftest import CONF_DIR
