@@ -134,6 +134,11 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             except KeyboardInterrupt:
                 print(f"{_program()}: interrupted", file=sys.stderr)
                 raise SystemExit(130) from None
+            except BrokenPipeError:
+                # output piped into a reader that stopped (`--help | head`); Python's advice:
+                # point stdout at devnull so that the interpreter's final flush is silent too
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise SystemExit(1) from None
             except Exception as err:
                 _exit_if_user_error(err, config_name)
                 raise
