@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.build import load_targets
+from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState
@@ -84,7 +84,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@entry_point("evaluate")
 def main(cfg: DictConfig) -> float:
     with open_dict(cfg):
         cfg.checkpoint = str(Path(cfg.checkpoint).expanduser().resolve())

@@ -9,7 +9,6 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
 import torch
 from accelerate.utils import gather_object, set_seed
 from hydra.utils import instantiate
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.build import build_detector, load_splits
+from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
 from dfd.data.loading import make_loader
 from dfd.engine.accelerator import make_accelerator
@@ -216,7 +216,7 @@ def _print_results(run: RunState, results: Results) -> None:
         print(f"MLflow run {run.run_id} in {run.cfg.tracking.uri}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@entry_point("train")
 def main(cfg: DictConfig) -> float:
     # the source-validation metric: what a Hydra sweeper may optimize without seeing targets
     return train(cfg)["val"][cfg.trainer.monitor]
