@@ -7,13 +7,21 @@ branches on option names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from accelerate.utils import set_seed
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dfd.data.index import FrameIndex
+from dfd.engine.checkpoint import (
+    CONFIG,
+    load_trainable,
+    read_checkpoint,
+    resolve_checkpoint_config,
+)
 from dfd.models.detector import Detector
 from dfd.objectives import check_head
 
@@ -83,3 +91,19 @@ def load_splits(data_cfg: DictConfig) -> Splits:
             f"checkpoint selection would see training videos"
         )
     return Splits(train, val, test)
+
+
+def load_detector(folder: Path, output_dir: Path | str | None = None):
+    """Rebuild a checkpoint's detector from its trusted config and load its tensors.
+
+    Returns ``(detector, cfg)`` with the detector in eval mode on the CPU. A backbone built
+    at random (``backbone.pretrained=false``) gets its frozen weights back from the
+    training seed, as training built them.
+    """
+    folder = Path(folder).expanduser()
+    state, raw = read_checkpoint(folder)
+    cfg = resolve_checkpoint_config(raw, output_dir or folder, str(folder / CONFIG))
+    set_seed(int(cfg.seed))
+    model, _ = build_detector(cfg)
+    load_trainable(model, state, source=str(folder))
+    return model.eval(), cfg

@@ -14,12 +14,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
-from dfd.build import load_targets
+from dfd.build import load_detector, load_targets
 from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState
-from dfd.engine.checkpoint import load_detector
 from dfd.engine.targets import score_targets
 from dfd.engine.task import DetectionTask
 from dfd.results import results_summary, write_metrics, write_predictions

@@ -23,7 +23,7 @@ from PIL import Image
 from torch import nn
 
 from dfd import __version__
-from dfd.engine.checkpoint import load_detector
+from dfd.build import load_detector
 from dfd.errors import UserError, config_flag
 from dfd.models.backbone import InputSpec
 from dfd.models.detector import Detector

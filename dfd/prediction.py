@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from dfd.build import load_detector
 from dfd.data.index import FrameIndex
-from dfd.engine.checkpoint import load_detector
 from dfd.errors import UserError, config_flag
 from dfd.metrics import video_scores
 from dfd.preprocess.errors import InputItemError

@@ -1,6 +1,6 @@
 """Scoring face crops with a trained detector, and naming the checkpoint that scored them.
 
-What `dfd.predict` and `dfd.export` share besides `dfd.engine.checkpoint.load_detector`: a
+What `dfd.predict` and `dfd.export` share besides `dfd.build.load_detector`: a
 checkpoint's identity (which file, which method), and a scorer that turns RGB crops into
 p(fake) through the backbone's own input transform, a batch at a time.
 """

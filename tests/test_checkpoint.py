@@ -12,10 +12,9 @@ from accelerate.utils import set_seed
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from dfd.build import build_detector
+from dfd.build import build_detector, load_detector
 from dfd.engine.checkpoint import (
     canonical_key,
-    load_detector,
     load_trainable,
     save_checkpoint,
     trainable_state,

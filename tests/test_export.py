@@ -19,9 +19,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from dfd.build import build_detector
+from dfd.build import build_detector, load_detector
 from dfd.data.frames import FrameTransform
-from dfd.engine.checkpoint import load_detector
 from dfd.exporting import ExportedDetector, _example_inputs, export_checkpoint, merge_adapters
 from tests.conftest import CONF_DIR, compose_train
 from tests.demo_checkpoint import trained_checkpoint

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from dfd.data.index import FrameIndex
 from dfd.metrics import detection_metrics
+from dfd.progress import progress
 
 
 def predict(
@@ -27,7 +27,7 @@ def predict(
     detector = accelerator.unwrap_model(task).detector
     detector.eval()
     scored, bad = [], []
-    bar = tqdm(
+    bar = progress(
         loader, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True
     )
     with torch.inference_mode():
