@@ -68,6 +68,8 @@ def test_decode_gives_pil_pixels_for_png_and_other_formats(tmp_path):
     rgb = _image(1)
     png = _write_png(tmp_path / "a.png", rgb)
     np.testing.assert_array_equal(decode_frame(png), rgb)  # libspng path
+    Image.fromarray(rgb).save(tmp_path / "t.png", transparency=(1, 2, 3))  # RGB + tRNS chunk
+    np.testing.assert_array_equal(decode_frame(tmp_path / "t.png"), rgb)
     grey = rgb[..., 0]
     Image.fromarray(grey).save(tmp_path / "g.png")
     Image.fromarray(rgb).save(tmp_path / "j.jpg", quality=90)

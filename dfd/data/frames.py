@@ -74,7 +74,7 @@ def decode_frame(path: str | Path) -> np.ndarray:
         raise UnreadableFrameError("the file is empty (0 bytes)")
     if pyspng is not None and _is_rgb8_png(data):
         try:
-            img = pyspng.load(data)
+            img = pyspng.load(data, format="RGB")  # 3 channels even with a tRNS chunk
         except RuntimeError as err:  # libspng: truncated stream, bad CRC, bad filter...
             raise UnreadableFrameError(
                 f"corrupt or truncated PNG ({len(data)} bytes): {err}"
