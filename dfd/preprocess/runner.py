@@ -17,6 +17,7 @@ import cv2
 from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from dfd import __version__
 from dfd.preprocess.errors import PreprocessError
 from dfd.preprocess.extract import OutputDirs, VideoResult, process_video
 from dfd.preprocess.faces import build_face_detector
@@ -263,6 +264,7 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
         last_run["seconds"] = round(time.perf_counter() - clock, 2)
         manifest = {
             "format": FORMAT,
+            "dfd": __version__,
             "dataset": dataset,
             "output_dir": str(dirs.frames),
             "landmarks_dir": str(dirs.landmarks),
