@@ -20,6 +20,7 @@ from dfd.engine.accelerator import make_accelerator
 from dfd.engine.checkpoint import load_checkpoint, load_trainable
 from dfd.engine.targets import evaluate_targets
 from dfd.report import results_summary, write_metrics
+from dfd.robustness import build_perturbations, evaluate_robustness
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict[str, float]]:
@@ -42,10 +43,11 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict[str, float]]:
     )
     with tracker.run(run_cfg, active=accelerator.is_main_process):
         model = accelerator.prepare(model)
+        transform = FrameTransform(accelerator.unwrap_model(model).backbone.input_spec)
         results = evaluate_targets(
             model,
             targets,
-            FrameTransform(accelerator.unwrap_model(model).backbone.input_spec),
+            transform,
             accelerator,
             tracker,
             cfg.eval_batch_size,
@@ -55,6 +57,22 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict[str, float]]:
         if accelerator.is_main_process:
             write_metrics(Path(cfg.paths.output_dir) / "metrics.json", {"test": results})
             print(results_summary(results))
+        if cfg.robustness.perturbations:
+            out = Path(cfg.paths.output_dir) / "plots"
+            robust = evaluate_robustness(
+                model,
+                targets,
+                transform,
+                accelerator,
+                build_perturbations(cfg.robustness),
+                cfg.eval_batch_size,
+                cfg.num_workers,
+                out,
+            )
+            tracker.log_metrics(robust.metrics)
+            if robust.plot is not None:
+                print(robust.summary())
+                tracker.log_artifact(robust.plot, "plots")
     accelerator.end_training()
     return results
 

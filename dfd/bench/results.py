@@ -101,8 +101,15 @@ class BenchResults:
         }
 
 
-def _fmt(rate: Rate, digits: int = 1) -> str:
-    return f"{rate.median:,.{digits}f} [{rate.min:,.{digits}f}-{rate.max:,.{digits}f}]"
+def _num(v: float) -> str:
+    """Three significant digits at least, thousands separated: 1,346 / 137 / 13.7 / 0.0447."""
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}" if abs(v) < 1 else f"{v:.{3 - len(str(int(abs(v))))}f}"
+
+
+def _fmt(rate: Rate) -> str:
+    return f"{_num(rate.median)} [{_num(rate.min)}-{_num(rate.max)}]"
 
 
 def format_report(res: BenchResults) -> str:
@@ -126,7 +133,7 @@ def format_report(res: BenchResults) -> str:
         ]
         for transform, f in p.items():
             lines.append(
-                f"    {transform:<10}{_fmt(f['old']):<26}{_fmt(f['new']):<26}{_fmt(f['ratio'], 2)}"
+                f"    {transform:<10}{_fmt(f['old']):<26}{_fmt(f['new']):<26}{_fmt(f['ratio'])}"
             )
     if res.model:
         lines += [
@@ -155,13 +162,13 @@ def format_report(res: BenchResults) -> str:
                 else ""
             )
             lines.append(
-                f"    ceiling: {res.ceiling.label}: {_fmt(res.ceiling.tflops, 3)} TFLOP/s{cpu_note}"
+                f"    ceiling: {res.ceiling.label}: {_fmt(res.ceiling.tflops)} TFLOP/s{cpu_note}"
             )
         lines.append(f"    {'':<12}{'GFLOP/image':>12}   {'TFLOP/s achieved':<28}of ceiling")
         for kind, rate in achieved.items():
             per_image = res.flops_per_image("eval" if kind == "eval" else "train") / 1e9
             frac = f"{fractions[kind]:.1%}" if kind in fractions else "-"
-            lines.append(f"    {kind:<12}{per_image:>12.4g}   {_fmt(rate, 4):<28}{frac}")
+            lines.append(f"    {kind:<12}{per_image:>12.4g}   {_fmt(rate):<28}{frac}")
     lines += [f"note: {n}" for n in res.notes]
     return "\n".join(lines)
 

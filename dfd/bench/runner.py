@@ -147,7 +147,7 @@ def _measure(
             cfg.repeats,
             warmup=max(cfg.warmup, 1),
         )
-    if device.type != "cuda":
+    if "flops" in sections and device.type != "cuda":
         results.notes.append(
             "no CUDA device: the ceiling is the CPU's fp32 matmul rate; a GPU run measures bf16"
         )
