@@ -25,8 +25,8 @@ from accelerate import Accelerator  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from dfd.build import make_loader  # noqa: E402
 from dfd.data.index import FrameIndex  # noqa: E402
+from dfd.data.loading import make_loader  # noqa: E402
 from dfd.data.perturb import Perturbation, PerturbedTransform  # noqa: E402
 from dfd.engine.inference import evaluate  # noqa: E402
 from dfd.models.detector import Detector  # noqa: E402

@@ -16,7 +16,7 @@ from dfd.bench.crops import crops_index
 from dfd.bench.model_step import StepSetup, train_step
 from dfd.bench.pipeline import current_transform
 from dfd.bench.timing import Rate, time_region
-from dfd.build import make_loader
+from dfd.data.loading import make_loader
 
 
 def bench_end_to_end(
