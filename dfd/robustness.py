@@ -60,12 +60,14 @@ class RobustnessResults:
     Attributes:
         results: {perturbation: {severity: {target: metrics}}}, severity "0" = clean.
         levels: {perturbation: {severity: what it does, e.g. "quality 50"}}.
+        values: {perturbation: (its parameter's name, [value at severity 1, 2, ...])}.
         metrics: ``robust/<perturbation>/<severity>/<target>/video_auc`` -> value.
         plot: the PNG of video AUC against severity (None on non-main processes).
     """
 
     results: dict[str, dict[str, dict[str, dict[str, float]]]]
     levels: dict[str, dict[str, str]]
+    values: dict[str, tuple[str, list[float]]]
     metrics: dict[str, float]
     plot: Path | None
 
@@ -123,6 +125,7 @@ def evaluate_robustness(
                 for name, index in targets.items()
             }
             levels[p_name][str(severity)] = perturbation.describe()
+    values = {p: (ps[0].parameter, [x.value for x in ps]) for p, ps in perturbations.items()}
     metrics = {
         f"robust/{p}/{s}/{t}/video_auc": m["video_auc"]
         for p, by_severity in results.items()
@@ -135,21 +138,25 @@ def evaluate_robustness(
         (out_dir / "robustness.json").write_text(
             json.dumps({"levels": levels, "results": results}, indent=2)
         )
-        plot = plot_robustness(results, levels, out_dir / "robustness.png")
-    return RobustnessResults(results, levels, metrics, plot)
+        plot = plot_robustness(results, values, out_dir / "robustness.png")
+    return RobustnessResults(results, levels, values, metrics, plot)
 
 
 def plot_robustness(
     results: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]],
-    levels: Mapping[str, Mapping[str, str]],
+    values: Mapping[str, tuple[str, Sequence[float]]],
     path: Path,
 ) -> Path:
-    """Video AUC against severity: one panel per perturbation, one line per target, plus their mean."""
+    """Video AUC against severity: one panel per perturbation, one line per target, plus their mean.
+
+    `values` gives each perturbation's parameter name and its value at severities 1, 2, ...,
+    shown under the severity numbers.
+    """
     names = list(results)
     cols = min(len(names), 4)
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False, sharey=True
+        rows, cols, figsize=(3.4 * cols + 1.6, 3.2 * rows), squeeze=False, sharey=True
     )
     lowest = 1.0
     for ax, name in zip(axes.flat, names, strict=False):
@@ -161,23 +168,27 @@ def plot_robustness(
         )  # (targets, severities)
         for target, row in zip(targets, aucs, strict=True):
             ax.plot(x, row, marker="o", markersize=3, linewidth=1.2, label=target)
-        ax.plot(
-            x, np.nanmean(aucs, axis=0), color="black", linestyle="--", linewidth=1.5, label="mean"
-        )
+        ax.plot(x, np.nanmean(aucs, axis=0), "k--", linewidth=1.5, label="mean of targets")
         ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-        ax.set_xticks(x, [f"{s}\n{levels[name][s]}" for s in severities], fontsize=6)
+        parameter, levels = values[name]
+        ax.set_xticks(
+            x, ["0\nclean"] + [f"{s}\n{v:.3g}" for s, v in zip(severities[1:], levels, strict=True)]
+        )
+        ax.tick_params(axis="x", labelsize=7)
         ax.set_title(name)
-        ax.set_xlabel("severity")
+        ax.set_xlabel(f"severity ({parameter})")
         ax.grid(alpha=0.3)
         if np.isfinite(aucs).any():
             lowest = min(lowest, float(np.nanmin(aucs)))
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
-    axes[0, 0].set_ylabel("video AUC")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("video AUC")
     axes[0, 0].set_ylim(min(0.45, lowest - 0.05), 1.01)
-    axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle("Video AUC under test-time perturbations")
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.suptitle("Video AUC under test-time perturbations (severity 0 = clean; dotted: chance)")
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -24,7 +24,12 @@ from PIL import Image
 
 
 class Perturbation(Protocol):
-    """An image degradation at one severity."""
+    """An image degradation at one severity, set by one parameter (`parameter`, `value`)."""
+
+    parameter: str
+
+    @property
+    def value(self) -> float: ...
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
 
@@ -38,6 +43,8 @@ def _check_image(rgb: np.ndarray) -> None:
 
 class JpegCompression:
     """Re-encode as JPEG at `quality` (1-100, lower is worse), OpenCV's encoder (4:2:0 chroma)."""
+
+    parameter = "quality"
 
     def __init__(self, quality: int) -> None:
         if not 1 <= int(quality) <= 100:
@@ -54,6 +61,10 @@ class JpegCompression:
             raise RuntimeError(f"OpenCV could not JPEG-encode an image of shape {rgb.shape}")
         return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
 
+    @property
+    def value(self) -> float:
+        return self.quality
+
     def describe(self) -> str:
         return f"quality {self.quality}"
 
@@ -66,6 +77,8 @@ class GaussianBlur:
     kernels back for those sigmas. Borders reflect (OpenCV's default, as there).
     """
 
+    parameter = "sigma"
+
     def __init__(self, sigma: float) -> None:
         if sigma <= 0:
             raise ValueError(f"blur sigma={sigma} must be > 0")
@@ -77,8 +90,12 @@ class GaussianBlur:
         _check_image(rgb)
         return cv2.GaussianBlur(rgb, (self.kernel, self.kernel), self.sigma)
 
+    @property
+    def value(self) -> float:
+        return self.sigma
+
     def describe(self) -> str:
-        return f"sigma {self.sigma:.3g} ({self.kernel}x{self.kernel})"
+        return f"sigma {self.sigma:.3g}, kernel {self.kernel}"
 
 
 class Downscale:
@@ -87,6 +104,8 @@ class Downscale:
     DeeperForensics-1.0's "JPEG compression" distortion is exactly this (factors 2-6,
     OpenCV's default bilinear resize): it removes detail like a low-resolution upload.
     """
+
+    parameter = "factor"
 
     def __init__(self, factor: float) -> None:
         if factor < 1:
@@ -99,6 +118,10 @@ class Downscale:
         small = (max(1, int(w / self.factor)), max(1, int(h / self.factor)))
         shrunk = cv2.resize(rgb, small, interpolation=cv2.INTER_LINEAR)
         return cv2.resize(shrunk, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    @property
+    def value(self) -> float:
+        return self.factor
 
     def describe(self) -> str:
         return f"factor {self.factor:g}"
@@ -118,6 +141,8 @@ class GaussianNoise:
     every run and at every severity (scaled), and results do not depend on the worker count.
     """
 
+    parameter = "variance"
+
     def __init__(self, variance: float) -> None:
         if variance < 0:
             raise ValueError(f"noise variance={variance} must be >= 0")
@@ -130,6 +155,10 @@ class GaussianNoise:
         ycrcb += rng.standard_normal(ycrcb.shape, dtype=np.float32) * std
         out = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    @property
+    def value(self) -> float:
+        return self.variance
 
     def describe(self) -> str:
         return f"variance {self.variance:g}"
