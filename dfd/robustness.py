@@ -21,15 +21,16 @@ import matplotlib
 matplotlib.use("Agg")  # files only: evaluation machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from dfd.data.frames import FrameTransform  # noqa: E402
 from dfd.data.index import FrameIndex  # noqa: E402
 from dfd.data.loading import make_loader  # noqa: E402
 from dfd.data.perturb import Perturbation, PerturbedTransform  # noqa: E402
 from dfd.engine.inference import evaluate  # noqa: E402
-from dfd.models.detector import Detector  # noqa: E402
 
 CLEAN = "0"  # the severity key of unperturbed frames, shared by every perturbation's curve
 
@@ -87,29 +88,33 @@ class RobustnessResults:
 
 
 def evaluate_robustness(
-    model: Detector,
+    task: torch.nn.Module,
     targets: Mapping[str, FrameIndex],
-    transform,
+    transform: FrameTransform,
     accelerator: Accelerator,
     perturbations: Mapping[str, Sequence[Perturbation]],
     batch_size: int,
     num_workers: int,
     out_dir: Path,
+    on_error: str = "raise",
+    aggregate: str = "mean",
 ) -> RobustnessResults:
     """Score every target clean and at every severity of every perturbation.
 
-    `transform` is the evaluation transform; each perturbation runs on the decoded crop
-    before it. The plot (``robustness.png``) and the nested results (``robustness.json``)
-    are written into `out_dir` by the main process.
+    `task` is the prepared `DetectionTask` the clean evaluation scored with, `transform`
+    the evaluation transform; each perturbation runs on the decoded crop before it.
+    `on_error` and `aggregate` are the clean evaluation's (unreadable frames, a video's
+    score from its frames'). The plot (``robustness.png``) and the nested results
+    (``robustness.json``) are written into `out_dir` by the main process.
     """
     if not perturbations:
         raise ValueError("no perturbations to evaluate: choose a robustness option with some")
 
     def score(index: FrameIndex, tf, desc: str) -> dict[str, float]:
         loader = accelerator.prepare(
-            make_loader(index, tf, batch_size, num_workers, train=False, seed=0)
+            make_loader(index, tf, batch_size, num_workers, train=False, seed=0, on_error=on_error)
         )
-        metrics, _ = evaluate(model, loader.dataset, loader, accelerator, desc=desc)
+        metrics, _, _ = evaluate(task, loader, accelerator, desc=desc, aggregate=aggregate)
         return metrics
 
     clean = {name: score(index, transform, f"clean {name}") for name, index in targets.items()}

@@ -39,7 +39,7 @@ def bench_end_to_end(
     loader = setup.accelerator.prepare(
         make_loader(index, transform, batch_size, workers, train=True, seed=seed)
     )
-    setup.model.train()
+    setup.task.train()
     batches = iter(loader)
 
     def run(n: int) -> None:

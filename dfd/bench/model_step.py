@@ -1,10 +1,11 @@
 """Section (b): the model step on synthetic tensors, and its FLOPs counted on one step.
 
 The detector, objective and optimizer are built from the same config groups and builders
-as `dfd.train` (`dfd.build.build_detector`, `dfd.engine.optim.build_optimizer`) and prepared
-by the same Accelerator, so the step measured is the step training runs: forward through the
-backbone with its PEFT adapter, the objective on the head, backward, optimizer step, under
-Accelerate's autocast for the configured precision. The benchmark's step never reads the
+as `dfd.train` (`dfd.build.build_detector`, `dfd.engine.task.DetectionTask`,
+`dfd.engine.optim.build_optimizer`) and prepared by the same Accelerator, so the step
+measured is the step training runs: forward through the backbone with its PEFT adapter, the
+objective on the head, backward, optimizer step, under Accelerate's autocast for the
+configured precision. The benchmark's step never reads the
 loss on the host, so steps queue on the device without a per-step synchronization.
 """
 
@@ -25,17 +26,17 @@ from dfd.bench.timing import Rate, interleaved, synchronize
 from dfd.build import build_detector
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.optim import build_optimizer
+from dfd.engine.task import DetectionTask
 from dfd.models.adapters import count_parameters
 from dfd.models.backbone import InputSpec
 
 
 @dataclass
 class StepSetup:
-    """A prepared detector with its objective and optimizer, as training would run them."""
+    """A prepared task (detector + objective) and optimizer, as training would run them."""
 
     accelerator: Accelerator
-    model: nn.Module
-    objective: Callable
+    task: nn.Module
     optimizer: torch.optim.Optimizer
     input_spec: InputSpec
     trainable_params: int
@@ -55,20 +56,20 @@ def build_setup(cfg: DictConfig) -> StepSetup:
         # on a CPU shared with other jobs, fewer threads than cores can be much faster:
         # torch's OpenMP threads spin-wait for each other
         torch.set_num_threads(int(cfg.threads))
-    model, objective = build_detector(cfg)
-    trainable, total = count_parameters(model)
-    spec = model.backbone.input_spec
-    optimizer = build_optimizer(model, instantiate(cfg.optimizer), cfg.weight_decay, cfg.no_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    return StepSetup(accelerator, model, objective, optimizer, spec, trainable, total)
+    detector, objective = build_detector(cfg)
+    trainable, total = count_parameters(detector)
+    spec = detector.backbone.input_spec
+    task = DetectionTask(detector, objective)
+    optimizer = build_optimizer(task, instantiate(cfg.optimizer), cfg.weight_decay, cfg.no_decay)
+    task, optimizer = accelerator.prepare(task, optimizer)
+    return StepSetup(accelerator, task, optimizer, spec, trainable, total)
 
 
 def train_step(setup: StepSetup, pixel_values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """One optimizer step, the body of `dfd.engine.trainer.Trainer`'s loop; returns the loss unread."""
-    acc, model = setup.accelerator, setup.model
-    with acc.accumulate(model), acc.autocast():
-        features = model(pixel_values)  # (B, D)
-        out = setup.objective(features, labels, acc.unwrap_model(model).head)
+    acc, task = setup.accelerator, setup.task
+    with acc.accumulate(task), acc.autocast():
+        out = task(pixel_values, labels)  # {"loss", "logits", "terms"}
         acc.backward(out["loss"])
         setup.optimizer.step()
         setup.optimizer.zero_grad(set_to_none=True)
@@ -76,10 +77,10 @@ def train_step(setup: StepSetup, pixel_values: torch.Tensor, labels: torch.Tenso
 
 
 def eval_step(setup: StepSetup, pixel_values: torch.Tensor) -> torch.Tensor:
-    """p(fake) of a batch in the training precision, under inference mode (no autograd record)."""
+    """p(fake) of a batch in the training precision under inference mode, as evaluation scores."""
     acc = setup.accelerator
     with torch.inference_mode(), acc.autocast():
-        return acc.unwrap_model(setup.model).fake_probability(pixel_values)  # (B,)
+        return acc.unwrap_model(setup.task).detector.fake_probability(pixel_values)  # (B,)
 
 
 def synthetic_batches(
@@ -149,12 +150,12 @@ def bench_model(
     eval_batches = synthetic_batches(setup.input_spec, eval_batch_size, device, seed=1)
 
     def train_window(n: int = steps) -> None:
-        setup.model.train()
+        setup.task.train()
         for s in range(n):
             train_step(setup, *train_batches[s % len(train_batches)])
 
     def eval_window(n: int = steps) -> None:
-        setup.model.eval()
+        setup.task.eval()
         for s in range(n):
             eval_step(setup, eval_batches[s % len(eval_batches)][0])
 

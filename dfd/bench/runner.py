@@ -37,7 +37,7 @@ def check_sections(sections: list[str]) -> list[str]:
 
 def train_augmentations(cfg: DictConfig) -> Mapping[str, object]:
     """The current pipeline's training augmentations from the config (the group's one reader)."""
-    return instantiate(cfg.preprocess.train_augmentations)
+    return instantiate(cfg.augment.train_augmentations)
 
 
 def run_bench(cfg: DictConfig) -> BenchResults:

@@ -1,8 +1,9 @@
 """Test-time perturbations for robustness evaluation, applied to the decoded uint8 crop.
 
 Each perturbation is one small class with one severity parameter, called on an RGB uint8
-array ``(H, W, 3)`` with a per-frame `numpy.random.Generator`; it returns a new array of the
-same shape and dtype. `PerturbedTransform` puts one in front of an evaluation transform.
+array ``(H, W, 3)`` (what `dfd.data.frames.decode_frame` gives) with a per-frame
+`numpy.random.Generator`; it returns a new array of the same shape and dtype.
+`PerturbedTransform` puts one in front of an evaluation transform.
 
 The operations and their severities follow DeeperForensics-1.0's perturbation code
 (EndlessSora/DeeperForensics-1.0, ``perturbation/distortions.py`` and
@@ -16,6 +17,7 @@ names "JPEG"). Real JPEG re-encoding at a given quality is defined there by no l
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Protocol
 
 import cv2
@@ -167,22 +169,22 @@ class GaussianNoise:
 class PerturbedTransform:
     """An evaluation transform with a perturbation applied first, to the decoded crop.
 
-    The frame dataset hands the transform the decoded image and a per-frame
-    `random.Random`; the perturbation's generator is seeded from that, so every frame is
-    perturbed the same way in every run. Images come as PIL RGB images or as uint8 arrays in
-    OpenCV's BGR order (the decoder's); the perturbation sees RGB either way and the
-    transform gets back the type and channel order it was given.
+    The frame dataset hands the transform the decoded uint8 RGB image (an array, or a PIL
+    image) and a per-frame `random.Random`; the perturbation's generator is seeded from
+    that, so every frame is perturbed the same way in every run whatever the worker count.
     """
 
-    def __init__(self, transform, perturbation: Perturbation) -> None:
+    def __init__(self, transform: Callable, perturbation: Perturbation) -> None:
         self.transform = transform
         self.perturbation = perturbation
 
-    def __call__(self, img, rng: random.Random):
-        frame_rng = np.random.default_rng(rng.getrandbits(64))
+    @property
+    def spec(self):
+        """The wrapped transform's input spec (the dataset reads it for unreadable frames)."""
+        return self.transform.spec
+
+    def __call__(self, img: np.ndarray | Image.Image, rng: random.Random):
         if isinstance(img, Image.Image):
-            img = Image.fromarray(self.perturbation(np.asarray(img.convert("RGB")), frame_rng))
-        else:
-            rgb = np.ascontiguousarray(np.asarray(img)[..., ::-1])
-            img = np.ascontiguousarray(self.perturbation(rgb, frame_rng)[..., ::-1])
-        return self.transform(img, rng)
+            img = np.asarray(img.convert("RGB"))
+        frame_rng = np.random.default_rng(rng.getrandbits(64))
+        return self.transform(self.perturbation(img, frame_rng), rng)

@@ -98,7 +98,7 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(folder / WEIGHTS, {canonical_key(k): v for k, v in state.items()})
     atomic_write_text(folder / CONFIG, OmegaConf.to_yaml(_portable(cfg)))
-    atomic_write_text(folder / RESOLVED, OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(folder / RESOLVED, OmegaConf.to_yaml(_portable(cfg), resolve=True))
     run = {"overrides": list(overrides) if overrides is not None else None, "dfd": __version__}
     atomic_write_text(folder / RUN, json.dumps(run, indent=2))
     atomic_write_text(folder / META, json.dumps(dict(meta), indent=2))
@@ -181,23 +181,3 @@ def resolve_checkpoint_config(cfg: DictConfig, output_dir: Path | str, source: s
         raise CheckpointError(f"{source}: its config does not resolve here: {err}") from err
     check_trusted(cfg, source)
     return cfg
-
-
-def load_detector(folder: Path, output_dir: Path | str | None = None):
-    """Rebuild a checkpoint's detector from its trusted config and load its tensors.
-
-    Returns ``(detector, cfg)`` with the detector in eval mode on the CPU. A backbone built
-    at random (``backbone.pretrained=false``) gets its frozen weights back from the
-    training seed, as training built them.
-    """
-    from accelerate.utils import set_seed
-
-    from dfd.build import build_detector
-
-    folder = Path(folder).expanduser()
-    state, raw = read_checkpoint(folder)
-    cfg = resolve_checkpoint_config(raw, output_dir or folder, str(folder / CONFIG))
-    set_seed(int(cfg.seed))
-    model, _ = build_detector(cfg)
-    load_trainable(model, state, source=str(folder))
-    return model.eval(), cfg
