@@ -7,14 +7,13 @@ achieved TFLOP/s against a matmul ceiling measured in the same run.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.bench.runner import run_bench
+from dfd.cli import entry_point
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="bench")
+@entry_point("bench")
 def main(cfg: DictConfig) -> None:
     run_bench(cfg)
 

@@ -44,25 +44,26 @@ def run_bench(cfg: DictConfig) -> BenchResults:
     """Run every configured section, print the report, log it if tracking is on, write bench.json."""
     sections = check_sections(list(cfg.sections))
     out_dir = Path(cfg.paths.output_dir)
-    setup = build_setup(cfg)
-    tracker = instantiate(cfg.tracking)
-    with tracker.run(cfg):
-        crop_paths, written = _crops(cfg, out_dir)
-        try:
+    # crops first: a wrong folder fails before any model is built
+    crop_paths, written = _crops(cfg, out_dir)
+    try:
+        setup = build_setup(cfg)
+        tracker = instantiate(cfg.tracking)
+        with tracker.run(cfg):
             results = _measure(cfg, sections, setup, crop_paths)
-        finally:
-            if written and not cfg.crops.keep:
-                shutil.rmtree(out_dir / "crops", ignore_errors=True)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        record = out_dir / "bench.json"
-        record.write_text(json.dumps(results.as_dict(), indent=2))
-        print(format_report(results))
-        print(f"\nwritten {record}")
-        tracker.log_params({f"machine/{k}": v for k, v in results.machine.items()})
-        tracker.log_metrics(results.metrics())
-        tracker.log_artifact(record)
-        if tracker.run_id:
-            print(f"MLflow run {tracker.run_id} in {cfg.tracking.uri}")
+            out_dir.mkdir(parents=True, exist_ok=True)
+            record = out_dir / "bench.json"
+            record.write_text(json.dumps(results.as_dict(), indent=2))
+            print(format_report(results))
+            print(f"\nwritten {record}")
+            tracker.log_params({f"machine/{k}": v for k, v in results.machine.items()})
+            tracker.log_metrics(results.metrics())
+            tracker.log_artifact(record)
+            if tracker.run_id:
+                print(f"MLflow run {tracker.run_id} in {cfg.tracking.uri}")
+    finally:
+        if written and not cfg.crops.keep:
+            shutil.rmtree(out_dir / "crops", ignore_errors=True)
     return results
 
 
