@@ -22,6 +22,7 @@ from dfd.engine.callbacks import CallbackList, Results, RunState
 from dfd.engine.targets import score_targets
 from dfd.engine.task import DetectionTask
 from dfd.results import results_summary, write_metrics, write_predictions
+from dfd.robustness import build_perturbations, evaluate_robustness
 from dfd.tracking import MLflowCallback
 
 
@@ -52,7 +53,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         }
     )
     run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
-    cbs = CallbackList([MLflowCallback(instantiate(cfg.tracking))])
+    tracker = instantiate(cfg.tracking)
+    cbs = CallbackList([MLflowCallback(tracker)])
     try:
         cbs.on_fit_start(run)
         task = accelerator.prepare(DetectionTask(model, objective=None))
@@ -74,6 +76,24 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
             write_predictions(out_dir / "predictions", predictions)
             print(results_summary(results))
         cbs.on_test_end(run, results)
+        if cfg.robustness.perturbations:
+            perturbations = build_perturbations(cfg.robustness)
+            robust = evaluate_robustness(
+                task,
+                targets,
+                transform,
+                accelerator,
+                perturbations,
+                cfg.eval_batch_size,
+                cfg.num_workers,
+                out_dir / "plots",
+                on_error,
+                aggregate,
+            )
+            tracker.log_metrics(robust.metrics)
+            if robust.plot is not None:
+                print(robust.summary())
+                tracker.log_artifact(robust.plot, "plots")
     except BaseException as err:
         cbs.on_exception(run, err)
         raise
