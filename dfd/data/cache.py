@@ -26,8 +26,9 @@ from dfd.data.index import FrameIndex
 
 log = logging.getLogger(__name__)
 
-# Bump when a reader's output for the same inputs changes, so that old caches are not reused.
-CACHE_VERSION = 1
+# Bump when a reader's output for the same inputs changes, so that old caches are not reused
+# (2: the source_video column).
+CACHE_VERSION = 2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _FINGERPRINT_KEY = b"dfd.fingerprint"
 
