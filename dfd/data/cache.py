@@ -143,7 +143,7 @@ def cached_index(
     if cache_dir is None:
         return build(DirScanner())
     key = cache_key(reader, params, inputs)
-    name = str(params.get("name", reader))
+    name = str(params.get("name") or reader)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     path = Path(cache_dir) / f"{safe}-{reader}-{key[:24]}.parquet"
     if path.is_file():

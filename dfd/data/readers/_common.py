@@ -370,11 +370,14 @@ class Plan:
         build: makes the index from a fresh `Reading` (called on a cache miss only).
         inputs: the list/JSON/CSV files `build` parses; their content hashes join the cache key.
         where: what was read, for the message when verification leaves no frame.
+        name: the index's name when it is not the `name` argument (the demo names its
+            index after its dataset unless told otherwise).
     """
 
     build: Callable[[Reading], FrameIndex]
     inputs: Sequence[str] = ()
     where: str = ""
+    name: str | None = None
 
 
 VERIFY = ("none", "decode")
@@ -392,9 +395,13 @@ COMMON_ARGS = (
 
 
 def _is_path(annotation: Any) -> bool:
-    return any(
-        a is os.PathLike or typing.get_origin(a) is os.PathLike for a in typing.get_args(annotation)
-    ) or annotation is os.PathLike
+    return (
+        any(
+            a is os.PathLike or typing.get_origin(a) is os.PathLike
+            for a in typing.get_args(annotation)
+        )
+        or annotation is os.PathLike
+    )
 
 
 def reader(kind: str) -> Callable[[Callable[..., Plan]], Callable[..., FrameIndex]]:
@@ -431,6 +438,7 @@ def reader(kind: str) -> Callable[[Callable[..., Plan]], Callable[..., FrameInde
                 for k, v in bound.arguments.items()
             }
             name, on_error, verify = values["name"], values["on_error"], values["verify"]
+            name = name or kind
             check_on_error(name, on_error)
             if verify not in VERIFY:
                 raise DataError(
@@ -442,7 +450,7 @@ def reader(kind: str) -> Callable[[Callable[..., Plan]], Callable[..., FrameInde
             plan = fn(**{k: v for k, v in values.items() if k in own.parameters})
 
             def build(scanner: DirScanner) -> FrameIndex:
-                reading = Reading(name, on_error, scanner)
+                reading = Reading(plan.name or name, on_error, scanner)
                 index = plan.build(reading)
                 if verify == "decode":
                     index = drop_unreadable(index, reading.problems, plan.where or kind)
