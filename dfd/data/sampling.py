@@ -51,15 +51,18 @@ def _check_batch_size(batch_size: int, n: int, what: str, name: str, drop_last: 
         )
 
 
-class ShuffleBatchSampler(Sampler[list[int]]):
-    """Every row once per epoch in a random order (seeded by seed and epoch), cut into batches."""
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of units (groups of rows that stay together), in a random unit order per (seed, epoch).
+
+    `units` is (U, k): each row of it is k index rows that go into the same batch, in that
+    order; a batch holds `units_per_batch` units. The base of both samplers below.
+    """
 
     def __init__(
-        self, index: FrameIndex, batch_size: int, seed: int, drop_last: bool = True
+        self, units: np.ndarray, units_per_batch: int, seed: int, drop_last: bool = True
     ) -> None:
-        _check_batch_size(batch_size, len(index), "frames", index.name, drop_last)
-        self.n = len(index)
-        self.batch_size = batch_size
+        self.units = units
+        self.units_per_batch = units_per_batch
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
@@ -69,13 +72,25 @@ class ShuffleBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        full, rest = divmod(self.n, self.batch_size)
+        full, rest = divmod(len(self.units), self.units_per_batch)
         return full if self.drop_last or not rest else full + 1
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = _epoch_rng(self.seed, self.epoch).permutation(self.n)
+        per_batch = self.units_per_batch
+        order = self.units[_epoch_rng(self.seed, self.epoch).permutation(len(self.units))]
         for b in range(len(self)):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+            yield order[b * per_batch : (b + 1) * per_batch].reshape(-1).tolist()
+
+
+class ShuffleBatchSampler(EpochBatchSampler):
+    """Every row once per epoch in a random order (seeded by seed and epoch), cut into batches."""
+
+    def __init__(
+        self, index: FrameIndex, batch_size: int, seed: int, drop_last: bool = True
+    ) -> None:
+        _check_batch_size(batch_size, len(index), "frames", index.name, drop_last)
+        super().__init__(np.arange(len(index)).reshape(-1, 1), batch_size, seed, drop_last)
+        self.batch_size = batch_size
 
 
 def _frame_key(path: str) -> str:
@@ -131,7 +146,7 @@ def pair_frames(index: FrameIndex) -> tuple[np.ndarray, dict[str, int]]:
     }
 
 
-class PairedBatchSampler(Sampler[list[int]]):
+class PairedBatchSampler(EpochBatchSampler):
     """Batches of (fake frame, its source video's real frame) pairs: half fakes, half their reals.
 
     An epoch is every paired fake frame once, in a random order of pairs (seeded by seed
@@ -183,26 +198,9 @@ class PairedBatchSampler(Sampler[list[int]]):
                 )
             log.warning("%s: dropped (data.sampler.unpaired=drop)", message)
         _check_batch_size(batch_size, 2 * len(pairs), "paired frames", index.name, drop_last)
+        super().__init__(pairs, batch_size // 2, seed, drop_last)
         self.pairs = pairs  # (P, 2): fake row, real row
         self.batch_size = batch_size
-        self.seed = seed
-        self.drop_last = drop_last
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order `__iter__` yields."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        per_batch = self.batch_size // 2
-        full, rest = divmod(len(self.pairs), per_batch)
-        return full if self.drop_last or not rest else full + 1
-
-    def __iter__(self) -> Iterator[list[int]]:
-        per_batch = self.batch_size // 2
-        order = self.pairs[_epoch_rng(self.seed, self.epoch).permutation(len(self.pairs))]
-        for b in range(len(self)):
-            yield order[b * per_batch : (b + 1) * per_batch].reshape(-1).tolist()
 
 
 def _describe(left: Mapping[str, int]) -> str:

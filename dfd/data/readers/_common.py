@@ -291,6 +291,13 @@ class Reading:
         paths = [f"{folder}/{f}" for f in frames]
         self.rows.add_paths(paths, label, video_id, source, split, source_video)
 
+    def source_folder(self, source_dir: str, what: str, fix: str) -> list[str] | None:
+        """The video folders of one source folder; a missing one is a bad item ``missing_source``."""
+        videos = self.scanner.subdirs(source_dir)
+        if videos is None:
+            self.problems("missing_source", source_dir, what, fix)
+        return videos
+
     def labelled_sources(
         self,
         root: str,
@@ -305,16 +312,12 @@ class Reading:
         """
         for folder, (source, label, split) in sources.items():
             source_dir = f"{root}/{folder}"
-            videos = self.scanner.subdirs(source_dir)
-            if videos is None:
-                self.problems(
-                    "missing_source",
-                    source_dir,
-                    f"source folder {folder!r} does not exist under {root}",
-                    "preprocess that source, or drop it from the reader's source folders in the config",
-                )
-                continue
-            for video in videos:
+            videos = self.source_folder(
+                source_dir,
+                f"source folder {folder!r} does not exist under {root}",
+                "preprocess that source, or drop it from the reader's source folders in the config",
+            )
+            for video in videos or []:
                 video_id = f"{folder}/{video}"
                 if skip_videos is not None and video_id in skip_videos:
                     continue

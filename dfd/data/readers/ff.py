@@ -121,15 +121,13 @@ def read_ff(
         sources = (["real"] if include_real else []) + manipulations
         for source in sources:
             source_dir = f"{root}/{dirs[source]}"
-            present = reading.scanner.subdirs(source_dir)
+            present = reading.source_folder(
+                source_dir,
+                f"FF++ source folder for {source!r} does not exist",
+                f"preprocess FF++ {source} ({compression}) into it, or rename it via "
+                f"source_dirs.{source}",
+            )
             if present is None:
-                reading.problems(
-                    "missing_source",
-                    source_dir,
-                    f"FF++ source folder for {source!r} does not exist",
-                    f"preprocess FF++ {source} ({compression}) into it, or rename it via "
-                    f"source_dirs.{source}",
-                )
                 continue
             label = REAL if source == "real" else FAKE
             expected: set[str] = set()
