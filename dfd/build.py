@@ -11,9 +11,7 @@ from dataclasses import dataclass
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
 
-from dfd.data.frames import FrameDataset, FrameTransform
 from dfd.data.index import FrameIndex
 from dfd.models.detector import Detector
 from dfd.objectives import check_head
@@ -66,29 +64,3 @@ def load_splits(data_cfg: DictConfig) -> Splits:
             f"checkpoint selection would see training videos"
         )
     return Splits(train, val, test)
-
-
-def make_loader(
-    index: FrameIndex,
-    transform: FrameTransform,
-    batch_size: int,
-    num_workers: int,
-    train: bool,
-    seed: int,
-) -> DataLoader:
-    """A DataLoader over lazily loaded frames; training shuffles (seeded) and drops the last partial batch."""
-    dataset = FrameDataset(index, transform, seed=seed)
-    if train and len(dataset) < batch_size:
-        raise ValueError(
-            f"training set {index.name!r} has {len(dataset)} frames, fewer than trainer.batch_size={batch_size}"
-        )
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=train,
-        drop_last=train,
-        num_workers=num_workers,
-        generator=generator,
-        pin_memory=torch.cuda.is_available(),
-    )

@@ -9,30 +9,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-from accelerate.utils import set_seed
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
-from dfd.build import build_detector, load_targets
+from dfd.build import load_targets
 from dfd.data.frames import FrameTransform
 from dfd.engine.accelerator import make_accelerator
-from dfd.engine.checkpoint import load_checkpoint, load_trainable
+from dfd.engine.checkpoint import load_detector
 from dfd.engine.targets import evaluate_targets
-from dfd.report import results_summary, write_metrics
+from dfd.results import results_summary, write_metrics
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict[str, float]]:
     """Rebuild the checkpoint's detector, load its trainable tensors, evaluate every target."""
     folder = Path(cfg.checkpoint).expanduser()
-    state, train_cfg = load_checkpoint(folder)
-    data_cfg = cfg.data if cfg.get("data") else train_cfg.data
     accelerator = make_accelerator(cfg.precision, cpu=cfg.cpu)
-    # the checkpoint holds only trainable tensors; a backbone built at random
-    # (backbone.pretrained=false) gets its frozen weights back from the training seed
-    set_seed(train_cfg.seed)
-    model, _ = build_detector(train_cfg)
-    load_trainable(model, state, source=str(folder))
+    model, train_cfg = load_detector(folder, cfg.paths.output_dir)
+    data_cfg = cfg.data if cfg.get("data") else train_cfg.data
     with accelerator.main_process_first():
         targets = load_targets(data_cfg)
 

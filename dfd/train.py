@@ -15,15 +15,16 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
-from dfd.build import build_detector, load_splits, make_loader
+from dfd.build import build_detector, load_splits
 from dfd.data.frames import FrameTransform
+from dfd.data.loading import make_loader
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.checkpoint import load_trainable
 from dfd.engine.optim import build_optimizer
 from dfd.engine.targets import evaluate_targets
 from dfd.engine.trainer import Trainer
 from dfd.models.adapters import count_parameters
-from dfd.report import results_summary, write_metrics
+from dfd.results import results_summary, write_metrics
 
 
 def train(cfg: DictConfig) -> dict:

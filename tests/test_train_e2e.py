@@ -7,7 +7,7 @@ import math
 import mlflow
 import pytest
 
-from dfd.engine.checkpoint import load_checkpoint
+from dfd.engine.checkpoint import read_checkpoint
 from dfd.train import train
 from tests.conftest import compose_train, small_run_overrides
 
@@ -41,7 +41,7 @@ def test_user_command_trains_and_logs_every_target(tmp_path, demo_cache):
     assert "val/video_auc" in run.data.metrics and "train/loss" in run.data.metrics
 
     # the checkpoint holds exactly the trainable tensors, and its config rebuilds the run
-    state, saved_cfg = load_checkpoint(tmp_path / "checkpoint")
+    state, saved_cfg = read_checkpoint(tmp_path / "checkpoint")
     assert sum(t.numel() for t in state.values()) == int(run.data.params["trainable_params"])
     assert saved_cfg.loss._target_ == cfg.loss._target_
 

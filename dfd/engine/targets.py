@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from accelerate import Accelerator
 
-from dfd.build import make_loader
 from dfd.data.frames import FrameTransform
 from dfd.data.index import FrameIndex
+from dfd.data.loading import make_loader
 from dfd.engine.inference import evaluate
 from dfd.metrics import video_scores
 from dfd.models.detector import Detector

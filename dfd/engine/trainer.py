@@ -136,5 +136,5 @@ class Trainer:
         state = trainable_state(acc.unwrap_model(self.model))
         if acc.is_main_process:
             meta = {"epoch": epoch, "steps": steps, "monitor": self.monitor, "val": metrics}
-            save_checkpoint(self.checkpoint_dir, state, self.cfg, meta)
+            save_checkpoint(self.checkpoint_dir, state, self.cfg, None, meta)
         return FitResult(epoch, metrics, state)

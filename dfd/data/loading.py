@@ -1,0 +1,105 @@
+"""DataLoaders over a `FrameIndex`: shuffling that is a pure function of (seed, epoch),
+worker processes pinned to one thread each, prefetching, pinned memory on a GPU.
+
+The order of every epoch depends only on the seed and the epoch number, never on what
+ran before, so a resumed run sees exactly the batches the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from dfd.data.frames import FrameDataset, FrameTransform
+from dfd.data.index import FrameIndex
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation of ``range(n)`` drawn from a generator seeded by (seed, epoch)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        yield from torch.randperm(self.n, generator=g).tolist()
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for one (seed, epoch) pair, distinct across pairs."""
+    return (int(seed) * 1_000_003 + int(epoch)) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _one_thread_per_worker(worker_id: int) -> None:
+    # N workers x M intra-op threads oversubscribe the cores and slow decoding down
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        pass
+
+
+def make_loader(
+    index: FrameIndex,
+    transform: FrameTransform,
+    batch_size: int,
+    num_workers: int,
+    train: bool,
+    seed: int,
+    *,
+    prefetch_factor: int | None = None,
+) -> DataLoader:
+    """A DataLoader over lazily loaded frames.
+
+    Training shuffles with `EpochShuffleSampler` (advance it with `set_loader_epoch`) and
+    drops the last partial batch; evaluation keeps the index order and every frame.
+    """
+    dataset = FrameDataset(index, transform, seed=seed)
+    if train and len(dataset) < batch_size:
+        raise ValueError(
+            f"training set {index.name!r} has {len(dataset)} frames, fewer than "
+            f"trainer.batch_size={batch_size}: lower trainer.batch_size or add data"
+        )
+    sampler = EpochShuffleSampler(len(dataset), seed) if train else None
+    workers = {}
+    if num_workers > 0:
+        workers = {
+            "worker_init_fn": _one_thread_per_worker,
+            "persistent_workers": True,
+            "prefetch_factor": prefetch_factor or 4,
+        }
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=train,
+        num_workers=num_workers,
+        # re-seeded every epoch by set_loader_epoch: worker seeds depend on (seed, epoch) only
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=torch.cuda.is_available(),
+        **workers,
+    )
+    loader.epoch_sampler = sampler
+    return loader
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Make `loader` yield epoch `epoch`'s batches.
+
+    Pass the loader `make_loader` returned: Accelerate's prepared copy shares its sampler,
+    dataset and generator, so it follows too.
+    """
+    if loader.epoch_sampler is not None:
+        loader.epoch_sampler.set_epoch(epoch)
+    loader.dataset.set_epoch(epoch)
+    loader.generator.manual_seed(epoch_seed(loader.dataset.seed, epoch))
