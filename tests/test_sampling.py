@@ -178,3 +178,19 @@ def test_config_options_build_their_sampler(demo_train):
     assert_paired(demo_train, built)
     experiment = compose_train(["experiment=ablation_paired"])
     assert experiment.data.sampler._target_.endswith("PairedBatchSampler")
+
+
+def test_shuffle_batches_equal_the_epoch_shuffling_loader(demo_train):
+    # a drop-in for make_loader's EpochShuffleSampler + drop_last: the same batches, every epoch
+    from torch.utils.data import DataLoader
+
+    from dfd.data.loading import EpochShuffleSampler
+
+    rows = list(range(len(demo_train)))
+    reference = EpochShuffleSampler(len(rows), seed=5)
+    ours = ShuffleBatchSampler(demo_train, 8, seed=5)
+    for epoch in (0, 3):
+        reference.set_epoch(epoch)
+        ours.set_epoch(epoch)
+        loader = DataLoader(rows, batch_size=8, sampler=reference, drop_last=True)
+        assert [b.tolist() for b in loader] == list(ours)

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
+import torch
 from hydra.utils import instantiate
 from torch.utils.data import Sampler
 
@@ -36,9 +37,19 @@ _LINKED_READERS = (
 )
 
 
-def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
-    # one independent stream per (seed, epoch): epoch 3's order never depends on epochs 0-2
-    return np.random.default_rng([int(seed), int(epoch)])
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for one (seed, epoch) pair, distinct across pairs (as `dfd.data.loading`'s)."""
+    return (int(seed) * 1_000_003 + int(epoch)) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The permutation of ``range(n)`` of one (seed, epoch): epoch 3's never depends on epochs 0-2.
+
+    The same draw as `dfd.data.loading.EpochShuffleSampler`, so `ShuffleBatchSampler` yields
+    exactly the batches of a DataLoader over that sampler with ``drop_last=True``.
+    """
+    g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+    return torch.randperm(n, generator=g).numpy()
 
 
 def _check_batch_size(batch_size: int, n: int, what: str, name: str, drop_last: bool) -> None:
@@ -77,7 +88,7 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         per_batch = self.units_per_batch
-        order = self.units[_epoch_rng(self.seed, self.epoch).permutation(len(self.units))]
+        order = self.units[epoch_permutation(len(self.units), self.seed, self.epoch)]
         for b in range(len(self)):
             yield order[b * per_batch : (b + 1) * per_batch].reshape(-1).tolist()
 
