@@ -108,6 +108,7 @@ def read_hf(
     """
     if loader not in LOADERS:
         raise DataError(f"dataset {name!r}: loader must be one of {list(LOADERS)}, got {loader!r}")
+    path = os.fspath(path)
     local = abspath(path) if _looks_local(path) else None
     if local is not None and not os.path.exists(local):
         raise DataError(
