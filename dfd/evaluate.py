@@ -1,7 +1,9 @@
 """Entry point: `python -m dfd.evaluate checkpoint=<folder>` scores a trained detector on targets.
 
 Runs as one process or under `accelerate launch` / `torchrun`; every frame is scored once
-whatever the number of processes, so the metrics do not depend on it.
+whatever the number of processes, so the metrics do not depend on it. The detector is
+rebuilt from the folder's config only after every `_target_` in it was checked to be one
+of dfd's own options (`dfd.engine.trusted_config`).
 """
 
 from __future__ import annotations
@@ -16,39 +18,68 @@ import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.build import load_targets
 from dfd.data.frames import FrameTransform
 from dfd.engine.accelerator import make_accelerator
+from dfd.engine.callbacks import CallbackList, Results, RunState
 from dfd.engine.checkpoint import load_detector
-from dfd.engine.targets import evaluate_targets
-from dfd.results import results_summary, write_metrics
+from dfd.engine.targets import score_targets
+from dfd.engine.task import DetectionTask
+from dfd.results import results_summary, write_metrics, write_predictions
+from dfd.tracking import MLflowCallback
 
 
-def evaluate_checkpoint(cfg: DictConfig) -> dict[str, dict[str, float]]:
-    """Rebuild the checkpoint's detector, load its trainable tensors, evaluate every target."""
+def evaluate_checkpoint(cfg: DictConfig) -> Results:
+    """Rebuild the checkpoint's detector, load its trainable tensors, evaluate every target.
+
+    Returns ``{"test": {target: metrics}, "mean": {...}}``, also written to metrics.json.
+    """
     folder = Path(cfg.checkpoint).expanduser()
-    accelerator = make_accelerator(cfg.precision, cpu=cfg.cpu)
-    model, train_cfg = load_detector(folder, cfg.paths.output_dir)
+    out_dir = Path(cfg.paths.output_dir)
+    model, train_cfg = load_detector(folder, out_dir)
     data_cfg = cfg.data if cfg.get("data") else train_cfg.data
+    # scoring precision follows training unless set here
+    precision = cfg.precision if cfg.get("precision") else train_cfg.trainer.precision
+    accelerator = make_accelerator(precision, cpu=cfg.cpu)
     with accelerator.main_process_first():
         targets = load_targets(data_cfg)
+    on_error = data_cfg.get("on_error", "raise")
+    aggregate = cfg.eval.aggregate or train_cfg.get("eval", {}).get("aggregate", "mean")
 
-    tracker = instantiate(cfg.tracking)
     run_cfg = OmegaConf.create(
-        {"checkpoint": str(folder.resolve()), "trained": train_cfg, "data": data_cfg}
+        {
+            "checkpoint": str(folder.resolve()),
+            "precision": precision,
+            "eval": {"aggregate": aggregate},
+            "trained": train_cfg,
+            "data": data_cfg,
+        }
     )
-    with tracker.run(run_cfg, active=accelerator.is_main_process):
-        model = accelerator.prepare(model)
-        results = evaluate_targets(
-            model,
+    run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
+    cbs = CallbackList([MLflowCallback(instantiate(cfg.tracking))])
+    try:
+        cbs.on_fit_start(run)
+        task = accelerator.prepare(DetectionTask(model, objective=None))
+        transform = FrameTransform(model.backbone.input_spec)
+        results, predictions, lost = score_targets(
+            task,
             targets,
-            FrameTransform(accelerator.unwrap_model(model).backbone.input_spec),
+            transform,
             accelerator,
-            tracker,
             cfg.eval_batch_size,
             cfg.num_workers,
-            Path(cfg.paths.output_dir) / "plots",
+            on_error,
+            aggregate,
         )
+        run.predictions = predictions
+        run.extra["unreadable"] = lost
         if accelerator.is_main_process:
-            write_metrics(Path(cfg.paths.output_dir) / "metrics.json", {"test": results})
+            write_metrics(out_dir / "metrics.json", results)
+            write_predictions(out_dir / "predictions", predictions)
             print(results_summary(results))
+        cbs.on_test_end(run, results)
+    except BaseException as err:
+        cbs.on_exception(run, err)
+        raise
+    finally:
+        cbs.teardown(run)
     accelerator.end_training()
     return results
 

@@ -1,13 +1,16 @@
 """Detection metrics at frame and video level, written out so that they can be checked.
 
-Frame- and video-level numbers are computed separately and carry the level in their
-names (``frame_auc`` vs ``video_auc``): they are never mixed. Scores are p(fake); label 1 =
-fake is the positive class.
+Frame- and video-level numbers are computed separately and every key carries its level
+(``frame_auc`` vs ``video_auc``): they are never mixed and no metric has a second name.
+Scores are p(fake); label 1 = fake is the positive class, and p(real) = 1 - p(fake). Each
+metric is checked against scikit-learn in tests/test_metrics.py; the definitions are in the
+README's "Metrics" section.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -76,20 +79,88 @@ def accuracy(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> 
     return float(np.mean((np.asarray(scores) >= threshold).astype(np.int64) == labels))
 
 
-def video_scores(
-    video_ids: Sequence[str], labels: np.ndarray, scores: np.ndarray
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Group frames into videos: video score = mean of its frames' p(fake), label = its frames' label.
+def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The authors' "mAP": the mean of AP(fake class on p_fake) and AP(real class on p_real).
 
-    Returns (sorted video ids, video labels, video scores). A video whose frames
-    disagree on the label is an error.
+    Their code (yermandy/deepfake-detection, src/metrics.py `ovr_prc`) calls scikit-learn's
+    ``average_precision_score(one_hot(labels), [p_real, p_fake], average="macro")``, which is
+    this mean with p_real = 1 - p_fake. NaN unless both classes are present.
     """
+    labels = np.asarray(labels, dtype=np.int64)
+    if not _check_both_classes(labels):
+        return float("nan")
+    scores = np.asarray(scores, dtype=np.float64)
+    fake = average_precision(labels, scores)
+    # ranking by -p_fake is ranking by p_real = 1 - p_fake, without rounding 1 - p
+    real = average_precision(1 - labels, -scores)
+    return 0.5 * (fake + real)
+
+
+def _confusion(
+    labels: np.ndarray, scores: np.ndarray, threshold: float
+) -> tuple[int, int, int, int]:
+    """(TP, FP, TN, FN) with fake the positive class and p(fake) >= threshold predicting fake."""
+    labels = np.asarray(labels, dtype=np.int64)
+    pred = (np.asarray(scores) >= threshold).astype(np.int64)
+    tp = int(np.sum((pred == 1) & (labels == 1)))
+    fp = int(np.sum((pred == 1) & (labels == 0)))
+    tn = int(np.sum((pred == 0) & (labels == 0)))
+    fn = int(np.sum((pred == 0) & (labels == 1)))
+    return tp, fp, tn, fn
+
+
+def balanced_accuracy(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> float:
+    """Mean of the per-class recalls, (TPR + TNR) / 2, at p(fake) >= threshold. NaN with one class."""
+    if not _check_both_classes(np.asarray(labels)):
+        return float("nan")
+    tp, fp, tn, fn = _confusion(labels, scores, threshold)
+    return 0.5 * (tp / (tp + fn) + tn / (tn + fp))
+
+
+def macro_f1(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> float:
+    """Mean of F1(fake) and F1(real), F1 = 2 TP / (2 TP + FP + FN) per class. NaN with one class.
+
+    A class that is never predicted has F1 = 0 (scikit-learn's ``zero_division`` value).
+    """
+    if not _check_both_classes(np.asarray(labels)):
+        return float("nan")
+    tp, fp, tn, fn = _confusion(labels, scores, threshold)
+    # the real class's TP/FP/FN are the fake class's TN/FN/FP; both denominators are > 0
+    # because both classes are present
+    return 0.5 * (2 * tp / (2 * tp + fp + fn) + 2 * tn / (2 * tn + fn + fp))
+
+
+Aggregate = Literal["mean", "median"]
+AGGREGATES: tuple[str, ...] = ("mean", "median")
+
+
+def video_scores(
+    video_ids: Sequence[str],
+    labels: np.ndarray,
+    scores: np.ndarray,
+    aggregate: Aggregate = "mean",
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Group frames into videos: video score = mean (or median) of its frames' p(fake).
+
+    The video label is its frames' label; a video whose frames disagree on it is an error.
+    ``median`` is GenD's ``reduce_video_predictions="median"`` (the middle score, or the mean of
+    the two middle scores for an even count). Returns (sorted video ids, video labels, video
+    scores).
+    """
+    if aggregate not in AGGREGATES:
+        raise ValueError(
+            f"unknown video aggregate {aggregate!r}: set eval.aggregate to one of {list(AGGREGATES)}"
+        )
     ids, inverse = np.unique(np.asarray(video_ids, dtype=object).astype(str), return_inverse=True)
+    scores = np.asarray(scores, dtype=np.float64)
     counts = np.bincount(inverse, minlength=ids.size)
-    mean_scores = (
-        np.bincount(inverse, weights=np.asarray(scores, dtype=np.float64), minlength=ids.size)
-        / counts
-    )
+    if aggregate == "mean":
+        v_scores = np.bincount(inverse, weights=scores, minlength=ids.size) / counts
+    else:
+        # frames sorted by (video, score): each video's scores are one sorted run
+        ordered = scores[np.lexsort((scores, inverse))]
+        start = np.r_[0, np.cumsum(counts)[:-1]]
+        v_scores = 0.5 * (ordered[start + (counts - 1) // 2] + ordered[start + counts // 2])
     label_sums = np.bincount(
         inverse, weights=np.asarray(labels, dtype=np.float64), minlength=ids.size
     )
@@ -98,36 +169,44 @@ def video_scores(
         raise ValueError(
             f"video {ids[np.flatnonzero(mixed)[0]]!r} has frames labelled both real and fake"
         )
-    return ids.tolist(), (label_sums > 0).astype(np.int64), mean_scores
+    return ids.tolist(), (label_sums > 0).astype(np.int64), v_scores
 
 
 def level_metrics(labels: np.ndarray, scores: np.ndarray, prefix: str) -> dict[str, float]:
-    """AUC, EER, AP (fake class) and accuracy at one level, keys prefixed with that level."""
+    """Every metric at one level (frame or video), keys prefixed with that level.
+
+    auc, eer, ap (fake class, DeepfakeBench's AP), acc, map (the authors' mAP), bacc
+    (balanced accuracy) and f1 (macro-F1); the thresholded ones predict fake at p(fake) >= 0.5.
+    """
     return {
         f"{prefix}_auc": roc_auc(labels, scores),
         f"{prefix}_eer": equal_error_rate(labels, scores),
         f"{prefix}_ap": average_precision(labels, scores),
         f"{prefix}_acc": accuracy(labels, scores),
+        f"{prefix}_map": mean_average_precision(labels, scores),
+        f"{prefix}_bacc": balanced_accuracy(labels, scores),
+        f"{prefix}_f1": macro_f1(labels, scores),
     }
 
 
 def detection_metrics(
-    video_ids: Sequence[str], labels: np.ndarray, scores: np.ndarray
+    video_ids: Sequence[str],
+    labels: np.ndarray,
+    scores: np.ndarray,
+    aggregate: Aggregate = "mean",
 ) -> dict[str, float]:
     """Frame-level and video-level metrics of one dataset.
 
-    Keys: ``frame_{auc,eer,ap,acc}``, ``video_{auc,eer,ap,acc}``, ``n_frames``, ``n_videos``,
-    and ``eer``, ``ap``, ``acc``: the video-level values under the short names, because the
-    video level is the protocol's headline level (the paper reports video-level AUROC).
+    Keys: ``frame_<m>`` and ``video_<m>`` for m in auc, eer, ap, acc, map, bacc, f1 (see
+    `level_metrics`), plus the counts ``n_frames`` and ``n_videos``. Video scores aggregate
+    the frames' p(fake) with `aggregate` (mean, the paper's, or median).
     """
     frame = level_metrics(labels, scores, "frame")
-    ids, v_labels, v_scores = video_scores(video_ids, labels, scores)
+    ids, v_labels, v_scores = video_scores(video_ids, labels, scores, aggregate)
     video = level_metrics(v_labels, v_scores, "video")
-    headline = {k: video[f"video_{k}"] for k in ("eer", "ap", "acc")}
     return {
         **frame,
         **video,
-        **headline,
         "n_frames": float(len(labels)),
         "n_videos": float(len(ids)),
     }

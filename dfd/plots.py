@@ -49,3 +49,30 @@ def plot_score_histogram(labels: np.ndarray, scores: np.ndarray, title: str, pat
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_results(
+    predictions: Mapping, results: Mapping, folder: Path, aggregate: str = "mean"
+) -> list[Path]:
+    """A run's target plots from its per-frame predictions: the video-level ROC curves of
+    every target in one figure, and one histogram of video scores per target."""
+    from dfd.metrics import video_scores
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, curves = [], {}
+    for name, table in predictions.items():
+        scores = np.asarray(table.column("p_fake").to_numpy(zero_copy_only=False), dtype=float)
+        keep = ~np.isnan(scores)
+        ids = np.asarray(table.column("video_id").to_pylist(), dtype=object)[keep]
+        labels = np.asarray(table.column("label").to_numpy())[keep]
+        _, v_labels, v_scores = video_scores(ids.tolist(), labels, scores[keep], aggregate)
+        curves[name] = (v_labels, v_scores, results["test"][name]["video_auc"])
+        paths.append(
+            plot_score_histogram(
+                v_labels, v_scores, f"{name}: video scores", folder / f"hist_{name}.png"
+            )
+        )
+    paths.append(
+        plot_roc_curves(curves, "video-level ROC on target datasets", folder / "roc_targets.png")
+    )
+    return paths

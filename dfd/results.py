@@ -1,10 +1,13 @@
-"""The end-of-run table of target metrics."""
+"""A run's results as files and text: the end-of-run table, metrics.json, per-frame predictions."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 COLUMNS = ("video_auc", "frame_auc", "video_eer", "video_ap", "video_acc", "n_videos")
 
@@ -24,15 +27,25 @@ def metrics_table(
     return "\n".join(lines)
 
 
-def results_summary(results: Mapping[str, Mapping[str, float]]) -> str:
-    """The target table plus the mean video AUC line, from `evaluate_targets`' results."""
-    targets = {k: v for k, v in results.items() if k != "mean"}
+def results_summary(results: Mapping) -> str:
+    """The target table plus the mean video AUC line, from a Results dict."""
+    targets = results["test"]
     mean = results["mean"]["video_auc"]
     return f"{metrics_table(targets)}\nmean video_auc over {len(targets)} targets: {mean:.4f}"
 
 
-def write_metrics(path: Path, metrics: Mapping) -> Path:
-    """The run's metrics as JSON beside its checkpoint, for scripts that do not query MLflow."""
+def write_metrics(path: Path, results: Mapping) -> Path:
+    """The run's Results as JSON beside its checkpoint, for scripts that do not query MLflow."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    path.write_text(json.dumps(results, indent=2, sort_keys=True))
     return path
+
+
+def write_predictions(folder: Path, predictions: Mapping[str, pa.Table]) -> list[Path]:
+    """One ``<target>.parquet`` per target: path, video_id, source, label, p_fake per frame."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, table in predictions.items():
+        pq.write_table(table, folder / f"{name}.parquet")
+        paths.append(folder / f"{name}.parquet")
+    return paths

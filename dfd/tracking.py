@@ -1,24 +1,40 @@
-"""MLflow: one run per training, with the resolved config, metrics, plots and checkpoint.
+"""MLflow: one run per training or evaluation, with its config, metrics, plots, checkpoint.
 
-Only the main process talks to MLflow. A run that raises ends FAILED, one interrupted
-(Ctrl-C, SIGTERM from a scheduler or torchrun) ends KILLED: never left RUNNING.
+`Tracker` is a thin MLflow client for one run; `MLflowCallback` plugs it into the training
+loop. Only the main process talks to MLflow. A run that raises ends FAILED, one
+interrupted (Ctrl-C, SIGTERM from a scheduler or torchrun) or stopped on purpose (a pruned
+sweep trial) ends KILLED. A run whose process died without a chance to clean up (SIGKILL,
+the OOM killer) is continued by its resume, or found by the next dfd command on the same
+store and marked FAILED (`mark_dead_runs`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
+import os
 import signal
+import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+
+from dfd.engine.callbacks import Callback, Results, RunState, RunStopped
 
 # MLflow caps one param value at 6000 characters and a batch at 100 params
 _MAX_PARAM_CHARS, _BATCH = 6000, 100
+# the UI opens a model-training experiment on its runs, not on GenAI traces
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+EXPERIMENT_DESCRIPTION = (
+    "dfd runs: deepfake detectors trained on a source domain, selected on its validation "
+    "split, and scored on unseen target datasets. Columns test/<target>/video_auc and "
+    "test/mean/video_auc are the cross-dataset results; each run's results.md holds its row."
+)
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -33,8 +49,98 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialize the first touches of a local sqlite store across processes.
+
+    MLflow creates and migrates a new sqlite store on first use; two processes doing so at
+    once fail (`table _alembic_tmp_... already exists`). A lock file beside the database
+    makes them take turns. Other stores (a tracking server, PostgreSQL) need no lock.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def prepare_experiment(uri: str, experiment: str, artifact_location: str | None = None) -> str:
+    """Create (migrate) the store and the experiment if needed, safely under concurrency;
+    return the experiment id."""
+    with store_lock(uri):
+        client = MlflowClient(uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        return client.create_experiment(
+            experiment,
+            artifact_location=_artifact_uri(uri, artifact_location),
+            tags={**EXPERIMENT_KIND, "mlflow.note.content": EXPERIMENT_DESCRIPTION},
+        )
+
+
+def _artifact_uri(uri: str, artifact_location: str | None) -> str | None:
+    """Where a new experiment keeps artifacts: as configured, else beside a sqlite store.
+
+    MLflow's own default is ./mlartifacts under the current directory, which would make
+    results depend on where the command was started.
+    """
+    if artifact_location:
+        return Path(artifact_location).resolve().as_uri()
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return None  # a tracking server decides
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_dead_runs(uri: str, experiment: str, skip: set[str] = frozenset()) -> list[str]:
+    """Mark FAILED every RUNNING run of `experiment` started on this host by a process that
+    no longer exists; returns their ids. A dead pid on the same host proves the run can
+    never end by itself; runs of other hosts are left alone."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    host = socket.gethostname()
+    dead = []
+    for run in client.search_runs(
+        [exp.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    ):
+        tags = run.data.tags
+        pid = tags.get("dfd.pid")
+        if run.info.run_id in skip or tags.get("dfd.host") != host or not (pid and pid.isdigit()):
+            continue
+        if _pid_alive(int(pid)):
+            continue
+        where = tags.get("dfd.run_dir", "its run folder")
+        client.set_tag(
+            run.info.run_id,
+            "dfd.failure",
+            f"process {pid} on {host} died without ending the run (SIGKILL or out of memory?); "
+            f"continue it with trainer.resume={where}",
+        )
+        client.set_terminated(run.info.run_id, "FAILED")
+        dead.append(run.info.run_id)
+    return dead
+
+
 class Tracker:
-    """Thin wrapper around an MLflow run; a disabled tracker (or a non-main process) does nothing."""
+    """Thin wrapper around one MLflow run; a disabled tracker (or a non-main process) does nothing."""
 
     def __init__(
         self,
@@ -55,45 +161,52 @@ class Tracker:
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self.run_id: str | None = None
 
+    def start(self, run_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
+        """Start a new run, or continue `run_id` (a resumed run); returns its id."""
+        mlflow.set_tracking_uri(self.uri)
+        experiment_id = prepare_experiment(self.uri, self.experiment, self.artifact_location)
+        dead = mark_dead_runs(self.uri, self.experiment, skip={run_id} if run_id else set())
+        for rid in dead:
+            print(f"MLflow run {rid} was left RUNNING by a process that died: marked FAILED")
+        all_tags = {**self.tags, **(tags or {})}
+        if run_id:
+            run = mlflow.start_run(run_id=run_id, nested=self.nested)
+            mlflow.set_tags(all_tags)
+        else:
+            run = mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=self.run_name,
+                nested=self.nested,
+                tags=all_tags or None,
+            )
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def end(self, status: str) -> None:
+        if self.enabled and self.run_id:
+            mlflow.end_run(status=status)
+
     @contextlib.contextmanager
     def run(self, cfg: DictConfig, active: bool = True) -> Iterator[Tracker]:
-        """Start a run, log the config as params, and end it FINISHED, FAILED or KILLED."""
+        """A run around a block (used by the sweep's parent run): config as params, ended
+        FINISHED, FAILED or KILLED."""
         self.enabled = self.enabled and active
         if not self.enabled:
             yield self
             return
-        mlflow.set_tracking_uri(self.uri)
-        if mlflow.get_experiment_by_name(self.experiment) is None:
-            mlflow.create_experiment(self.experiment, artifact_location=self._artifact_uri())
-        mlflow.set_experiment(self.experiment)
-        run = mlflow.start_run(run_name=self.run_name, nested=self.nested, tags=self.tags or None)
-        self.run_id = run.info.run_id
+        self.start()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        status = RunStatus.to_string(RunStatus.FAILED)
+        status = "FAILED"
         try:
             self.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
             yield self
-            status = RunStatus.to_string(RunStatus.FINISHED)
+            status = "FINISHED"
         except KeyboardInterrupt:
-            status = RunStatus.to_string(RunStatus.KILLED)
+            status = "KILLED"
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-            mlflow.end_run(status=status)
-
-    def _artifact_uri(self) -> str | None:
-        """Where a new experiment keeps artifacts: as configured, else beside a sqlite store.
-
-        MLflow's own default is ./mlartifacts under the current directory, which would make
-        results depend on where the command was started.
-        """
-        if self.artifact_location:
-            return Path(self.artifact_location).resolve().as_uri()
-        if self.uri.startswith("sqlite:///"):
-            return (
-                Path(self.uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts"
-            ).as_uri()
-        return None  # a tracking server decides
+            self.end(status)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.enabled:
@@ -108,7 +221,12 @@ class Tracker:
         clean = {
             k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))
         }
-        mlflow.log_metrics(clean, step=step)
+        if clean:
+            mlflow.log_metrics(clean, step=step)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self.enabled and self.run_id:
+            mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if not self.enabled:
@@ -121,3 +239,99 @@ class Tracker:
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"received signal {signum}")
+
+
+def level_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The measurements, each under its level's name (``frame_*``, ``video_*``): what MLflow
+    charts. Counts are params; nothing is logged under a second, unlevelled name."""
+    return {k: v for k, v in metrics.items() if k.startswith(("frame_", "video_"))}
+
+
+def counts(metrics: Mapping[str, float]) -> dict[str, int]:
+    return {k: int(v) for k, v in metrics.items() if k.startswith("n_")}
+
+
+class MLflowCallback(Callback):
+    """Tracking as a callback: params at fit start, train/val metrics per epoch, target
+    metrics, plots, predictions and the checkpoint at the end; status on every exit."""
+
+    def __init__(self, tracker: Tracker, plots_dir: Path | None = None) -> None:
+        self.tracker = tracker
+        self.plots_dir = plots_dir
+        self.status = "FINISHED"
+        self._previous_sigterm = None
+
+    def on_fit_start(self, run: RunState) -> None:
+        t = self.tracker
+        t.enabled = t.enabled and run.is_main_process
+        if not t.enabled:
+            return
+        resumed_id = run.run_id
+        run.run_id = t.start(
+            run_id=resumed_id,
+            tags={
+                "dfd.host": socket.gethostname(),
+                "dfd.pid": str(os.getpid()),
+                "dfd.run_dir": str(run.output_dir),
+                **({"dfd.resumed": "true"} if resumed_id else {}),
+            },
+        )
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+        if not resumed_id:
+            t.log_params(flatten(OmegaConf.to_container(run.cfg, resolve=True)))
+            t.log_params(run.params)
+
+    def on_train_steps(self, run: RunState, metrics: Mapping[str, float]) -> None:
+        self.tracker.log_metrics(metrics, step=run.step)
+
+    def on_train_epoch_end(self, run: RunState, metrics: Mapping[str, float]) -> None:
+        self.tracker.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step=run.epoch)
+
+    def on_validation_end(self, run: RunState, metrics: Mapping[str, float]) -> None:
+        self.tracker.log_metrics(
+            {f"val/{k}": v for k, v in level_metrics(metrics).items()}, step=run.epoch
+        )
+
+    def on_fit_end(self, run: RunState) -> None:
+        if self.tracker.enabled and run.best_epoch is not None:
+            self.tracker.log_params({"selected_epoch": run.best_epoch})
+
+    def on_test_end(self, run: RunState, results: Results) -> None:
+        t = self.tracker
+        if not t.enabled:
+            return
+        from dfd.plots import plot_results
+
+        for name, metrics in results["test"].items():
+            t.log_metrics({f"test/{name}/{k}": v for k, v in level_metrics(metrics).items()})
+            t.log_params({f"test/{name}/{k}": v for k, v in counts(metrics).items()})
+        t.log_metrics({f"test/mean/{k}": v for k, v in results["mean"].items()})
+        t.log_params(
+            {f"data/{k}/skipped/unreadable": n for k, n in run.extra.get("unreadable", {}).items()}
+        )
+        folder = run.output_dir
+        for sub in ("predictions", "results"):
+            if (folder / sub).is_dir():
+                t.log_artifact(folder / sub, sub)
+        if t.log_plots and run.predictions:
+            aggregate = run.cfg.get("eval", {}).get("aggregate", "mean")
+            for path in plot_results(run.predictions, results, folder / "plots", aggregate):
+                t.log_artifact(path, "plots")
+        if (folder / "checkpoint").is_dir():
+            t.log_artifact(folder / "checkpoint", "checkpoint")
+
+    def on_exception(self, run: RunState, error: BaseException) -> None:
+        if not self.tracker.run_id:
+            return
+        if isinstance(error, KeyboardInterrupt | RunStopped):
+            self.status = "KILLED"
+            if isinstance(error, RunStopped):
+                self.tracker.set_tags({"dfd.stopped": str(error)[:5000]})
+        else:
+            self.status = "FAILED"
+            self.tracker.set_tags({"dfd.error": f"{type(error).__name__}: {error}"[:5000]})
+
+    def teardown(self, run: RunState) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        self.tracker.end(self.status)

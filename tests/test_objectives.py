@@ -124,6 +124,54 @@ def test_arcface_head_logits():
     torch.testing.assert_close(head(f).detach(), 10.0 * z @ w.T)
 
 
+def _reference_phi(theta: float, m: float) -> float:
+    # insightface's non-easy margin written from its definition, on the angle
+    if math.cos(theta) > math.cos(math.pi - m):
+        return math.cos(theta + m)
+    return math.cos(theta) - math.sin(math.pi - m) * m
+
+
+@pytest.mark.parametrize("m", [0.2, 0.5, 1.2])
+def test_arcface_margin_falls_back_past_pi_minus_m_and_stays_monotone(m):
+    head = ArcFaceHead(in_features=4, s=1.0, m=m)
+    theta = torch.linspace(0.0, math.pi, 2001, dtype=torch.float64)
+    phi = head.margin(torch.cos(theta)).double()
+    expected = torch.tensor([_reference_phi(float(t), m) for t in theta], dtype=torch.float64)
+    torch.testing.assert_close(phi, expected, atol=1e-6, rtol=0)
+    # non-increasing in theta: cos(theta + m) alone rises again past pi - m
+    assert bool((phi[1:] <= phi[:-1] + 1e-7).all())
+    past = theta > math.pi - m
+    assert bool((phi[past] < -1.0).all())
+    assert bool((torch.cos(theta[past] + m) > phi[past]).all())
+
+
+def test_arcface_trains_under_bf16_autocast_with_features_on_their_class_weights():
+    torch.manual_seed(0)
+    head = ArcFaceHead(in_features=16, num_classes=2, s=16.0, m=0.2)
+    labels = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
+    # the case that broke: each feature is its class weight, so cos(theta_y) is 1 in bf16
+    features = torch.nn.Parameter(head.weight.detach()[labels].clone() * 3.0)
+    params = [features, *head.parameters()]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    objective = ArcFaceObjective()
+    for _ in range(5):
+        optimizer.zero_grad()
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            out = objective(features, labels, head)
+        assert out["logits"].dtype == torch.float32
+        out["loss"].backward()
+        assert torch.isfinite(out["loss"]).item()
+        for p in params:
+            assert p.grad is not None and bool(torch.isfinite(p.grad).all())
+        optimizer.step()
+    # the margin logit of an aligned sample is s cos(m), up to fp32 resolution of the angle at 0
+    with torch.no_grad():
+        aligned = head(head.weight[labels], labels)
+    torch.testing.assert_close(
+        aligned[torch.arange(8), labels], torch.full((8,), 16.0 * math.cos(0.2)), atol=5e-3, rtol=0
+    )
+
+
 def test_hypersphere_objective_total_is_the_weighted_sum():
     torch.manual_seed(0)
     head = LinearNormHead(8)

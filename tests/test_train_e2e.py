@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import mlflow
+import pandas as pd
 import pytest
 
+from dfd.engine.callbacks import Callback
 from dfd.engine.checkpoint import read_checkpoint
 from dfd.train import train
 from tests.conftest import compose_train, small_run_overrides
@@ -30,9 +32,13 @@ def test_user_command_trains_and_logs_every_target(tmp_path, demo_cache):
     targets = list(cfg.data.test)
     assert len(targets) >= 3
     for name in targets:
-        for metric in ["frame_auc", "video_auc", "eer", "ap", "acc"]:
+        for metric in ["frame_auc", "video_auc", "video_eer", "video_ap", "video_acc"]:
             logged = run.data.metrics[f"test/{name}/{metric}"]
             assert logged == pytest.approx(results["test"][name][metric])
+        # every metric carries its level; counts are params
+        assert not {f"test/{name}/{m}" for m in ("acc", "ap", "eer")} & set(run.data.metrics)
+        assert f"test/{name}/n_videos" not in run.data.metrics
+        assert int(run.data.params[f"test/{name}/n_videos"]) == results["test"][name]["n_videos"]
     mean = sum(results["test"][n]["video_auc"] for n in targets) / len(targets)
     assert run.data.metrics["test/mean/video_auc"] == pytest.approx(mean)
     assert int(run.data.params["trainable_params"]) > 0
@@ -40,19 +46,50 @@ def test_user_command_trains_and_logs_every_target(tmp_path, demo_cache):
     assert run.data.params["peft._target_"] == "dfd.models.adapters.PeftAdapter"
     assert "val/video_auc" in run.data.metrics and "train/loss" in run.data.metrics
 
+    # per-frame predictions in MLflow recompute every logged AUC (scikit-learn, 1e-9)
+    from mlflow.artifacts import download_artifacts
+    from sklearn.metrics import roc_auc_score
+
+    folder = download_artifacts(run_id=run.info.run_id, artifact_path="predictions", dst_path=str(tmp_path / "dl"))
+    for name in targets:
+        frames = pd.read_parquet(f"{folder}/{name}.parquet")
+        assert list(frames.columns)[:5] == ["path", "video_id", "source", "label", "p_fake"]
+        frame_auc = roc_auc_score(frames.label, frames.p_fake)
+        videos = frames.groupby("video_id").agg(label=("label", "first"), p=("p_fake", "mean"))
+        video_auc = roc_auc_score(videos.label, videos.p)
+        assert abs(frame_auc - run.data.metrics[f"test/{name}/frame_auc"]) < 1e-9
+        assert abs(video_auc - run.data.metrics[f"test/{name}/video_auc"]) < 1e-9
+
     # the checkpoint holds exactly the trainable tensors, and its config rebuilds the run
     state, saved_cfg = read_checkpoint(tmp_path / "checkpoint")
     assert sum(t.numel() for t in state.values()) == int(run.data.params["trainable_params"])
     assert saved_cfg.loss._target_ == cfg.loss._target_
 
 
-def test_a_crashing_run_is_marked_failed(tmp_path, demo_cache):
-    overrides = [*small_run_overrides(tmp_path, demo_cache), "data.test.mouth.split=nosuchsplit"]
-    cfg = compose_train(overrides, tmp_path)
-    with pytest.raises(Exception, match="nosuchsplit"):  # Hydra wraps the reader's ValueError
-        train(cfg)
+class _Crash(Callback):
+    def on_train_epoch_end(self, run, metrics):
+        raise RuntimeError("boom after epoch 1")
+
+
+def test_a_crashing_run_is_marked_failed_with_its_error(tmp_path, demo_cache):
+    cfg = compose_train(small_run_overrides(tmp_path, demo_cache), tmp_path)
+    with pytest.raises(RuntimeError, match="boom"):
+        train(cfg, callbacks=[_Crash()])
     run = _finished_run(tmp_path)
     assert run.info.status == "FAILED"
+    assert "boom after epoch 1" in run.data.tags["dfd.error"]
+    # the epoch-0 checkpoint and the resume state survive the crash
+    assert (tmp_path / "checkpoint" / "trainable.safetensors").is_file()
+    assert (tmp_path / "resume" / "state.json").is_file()
+
+
+def test_a_bad_data_root_fails_before_any_run_or_weights(tmp_path, demo_cache):
+    overrides = [*small_run_overrides(tmp_path, demo_cache), "data.test.mouth.split=nosuchsplit"]
+    cfg = compose_train(overrides, tmp_path)
+    with pytest.raises(Exception, match="nosuchsplit"):
+        train(cfg)
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    assert mlflow.search_runs(experiment_names=["dfd"], output_format="list") == []
 
 
 def test_no_training_lands_at_chance_level_metrics_are_finite(tmp_path, demo_cache):

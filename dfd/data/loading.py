@@ -57,6 +57,7 @@ def make_loader(
     train: bool,
     seed: int,
     *,
+    on_error: str = "raise",
     prefetch_factor: int | None = None,
 ) -> DataLoader:
     """A DataLoader over lazily loaded frames.
@@ -64,6 +65,7 @@ def make_loader(
     Training shuffles with `EpochShuffleSampler` (advance it with `set_loader_epoch`) and
     drops the last partial batch; evaluation keeps the index order and every frame.
     """
+    # TODO(pipeline merge): FrameDataset(..., on_error=on_error) with collate_frames
     dataset = FrameDataset(index, transform, seed=seed)
     if train and len(dataset) < batch_size:
         raise ValueError(

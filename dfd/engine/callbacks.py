@@ -52,6 +52,12 @@ class RunState:
     resumed: bool = False
     stop_training: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    # the selected (best so far) trainable tensors, canonical keys: what checkpoints hold
+    best_state: dict[str, Any] = field(default_factory=dict)
+    # per-frame target scores of the finished run, {target: table}, for reporting callbacks
+    predictions: dict[str, Any] = field(default_factory=dict)
+    # a callable returning the resume state of this moment (set by the trainer)
+    snapshot: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,6 +73,9 @@ class Callback:
 
     def on_train_steps(self, run: RunState, metrics: Mapping[str, float]) -> None:
         """Every ``trainer.log_every_steps`` optimizer steps, with the recent mean loss."""
+
+    def on_train_batch_end(self, run: RunState) -> None:
+        """After every optimizer step (``run.step`` just advanced)."""
 
     def on_validation_end(self, run: RunState, metrics: Mapping[str, float]) -> None:
         """After the source validation of ``run.epoch``; ``run.improved`` says whether it is
@@ -103,6 +112,10 @@ class CallbackList(Callback):
     def on_train_steps(self, run: RunState, metrics: Mapping[str, float]) -> None:
         for cb in self.callbacks:
             cb.on_train_steps(run, metrics)
+
+    def on_train_batch_end(self, run: RunState) -> None:
+        for cb in self.callbacks:
+            cb.on_train_batch_end(run)
 
     def on_validation_end(self, run: RunState, metrics: Mapping[str, float]) -> None:
         for cb in self.callbacks:

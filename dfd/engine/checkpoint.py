@@ -98,7 +98,7 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(folder / WEIGHTS, {canonical_key(k): v for k, v in state.items()})
     atomic_write_text(folder / CONFIG, OmegaConf.to_yaml(_portable(cfg)))
-    atomic_write_text(folder / RESOLVED, OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(folder / RESOLVED, OmegaConf.to_yaml(_portable(cfg), resolve=True))
     run = {"overrides": list(overrides) if overrides is not None else None, "dfd": __version__}
     atomic_write_text(folder / RUN, json.dumps(run, indent=2))
     atomic_write_text(folder / META, json.dumps(dict(meta), indent=2))

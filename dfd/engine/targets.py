@@ -1,61 +1,73 @@
-"""Cross-dataset evaluation of the selected checkpoint on every target, with MLflow logging."""
+"""Cross-dataset scoring of the selected weights on every target: scores and metrics only.
+
+Logging, plots and files are the reporting code's job (`dfd.tracking`, `dfd.results`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from accelerate import Accelerator
 
 from dfd.data.frames import FrameTransform
 from dfd.data.index import FrameIndex
 from dfd.data.loading import make_loader
 from dfd.engine.inference import evaluate
-from dfd.metrics import video_scores
-from dfd.models.detector import Detector
-from dfd.plots import plot_roc_curves, plot_score_histogram
-from dfd.tracking import Tracker
+
+MEAN_KEYS = ("video_auc", "frame_auc")
 
 
-def evaluate_targets(
-    model: Detector,
+def frame_predictions(index: FrameIndex, scores: np.ndarray) -> pa.Table:
+    """One row per frame: enough to recompute every logged metric (NaN p_fake = unreadable)."""
+    return pa.table(
+        {
+            "path": index.paths,
+            "video_id": index.video_ids,
+            "source": index.sources,
+            "label": index.labels,
+            "p_fake": scores,
+        }
+    )
+
+
+def mean_over_targets(results: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The mean of every level metric present in all targets (AUCs first)."""
+    if not results:
+        return {}
+    shared = set.intersection(*(set(m) for m in results.values()))
+    keys = [k for k in MEAN_KEYS if k in shared]
+    keys += sorted(k for k in shared if k not in keys and k.startswith(("frame_", "video_")))
+    return {k: float(np.mean([m[k] for m in results.values()])) for k in keys}
+
+
+def score_targets(
+    task,
     targets: Mapping[str, FrameIndex],
     transform: FrameTransform,
     accelerator: Accelerator,
-    tracker: Tracker,
     batch_size: int,
     num_workers: int,
-    plots_dir: Path,
-) -> dict[str, dict[str, float]]:
-    """Score every target dataset; log ``test/<name>/<metric>`` and ``test/mean/video_auc``.
+    on_error: str = "raise",
+    aggregate: str = "mean",
+) -> tuple[dict, dict[str, pa.Table], dict[str, int]]:
+    """Score every target dataset with the task's current weights.
 
-    Returns {target name: metrics}, with a ``mean`` row holding the mean of every AUC over
-    the targets. ROC curves (video level) and score histograms go to MLflow as artifacts.
+    Returns ``({"test": {target: metrics}, "mean": {...}}, {target: per-frame table},
+    {target: unreadable frame count})``.
     """
-    results: dict[str, dict[str, float]] = {}
-    curves = {}
+    per_target, predictions, unreadable = {}, {}, {}
     for name, index in targets.items():
         loader = accelerator.prepare(
-            make_loader(index, transform, batch_size, num_workers, train=False, seed=0)
-        )
-        metrics, scores = evaluate(model, loader.dataset, loader, accelerator, desc=f"test {name}")
-        results[name] = metrics
-        tracker.log_metrics({f"test/{name}/{k}": v for k, v in metrics.items()})
-        _, v_labels, v_scores = video_scores(index.video_ids, index.labels, scores)
-        curves[name] = (v_labels, v_scores, metrics["video_auc"])
-        if tracker.enabled and tracker.log_plots:
-            plots_dir.mkdir(parents=True, exist_ok=True)
-            hist = plot_score_histogram(
-                v_labels, v_scores, f"{name}: video scores", plots_dir / f"hist_{name}.png"
+            make_loader(
+                index, transform, batch_size, num_workers, train=False, seed=0, on_error=on_error
             )
-            tracker.log_artifact(hist, "plots")
-    mean = {k: float(np.mean([m[k] for m in results.values()])) for k in ("video_auc", "frame_auc")}
-    results["mean"] = mean
-    tracker.log_metrics({f"test/mean/{k}": v for k, v in mean.items()})
-    if tracker.enabled and tracker.log_plots:
-        roc = plot_roc_curves(
-            curves, "video-level ROC on target datasets", plots_dir / "roc_targets.png"
         )
-        tracker.log_artifact(roc, "plots")
-    return results
+        metrics, scores, lost = evaluate(
+            task, loader, accelerator, desc=f"test {name}", aggregate=aggregate
+        )
+        per_target[name] = metrics
+        predictions[name] = frame_predictions(index, scores)
+        unreadable[name] = int(lost.size)
+    return {"test": per_target, "mean": mean_over_targets(per_target)}, predictions, unreadable

@@ -1,140 +1,235 @@
 """The training loop: Accelerate, AdamW + cosine, selection on the source validation split.
 
 The best epoch is chosen by the source domain's validation metric (video-level AUC by
-default), never by a target dataset; its trainable tensors are kept in memory on every
-process (so targets are scored with them without a file round trip) and written to disk
-by the main process as soon as they become the best.
+default), never by a target dataset: an epoch is the new best when its value is greater
+than the best so far (a tie keeps the earlier epoch; NaN never wins, but a NaN best is
+replaced by any number). Epoch 0 (before training) is a candidate. The best weights stay
+in memory on every process so targets are scored with them without a file round trip.
+Everything that watches the run (tracking, checkpoint files, resume state, pruning, early
+stopping) is a callback.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from accelerate import Accelerator
-from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from dfd.engine.checkpoint import save_checkpoint, trainable_state
+from dfd.data.loading import set_loader_epoch
+from dfd.engine.callbacks import Callback, RunState
+from dfd.engine.checkpoint import load_trainable, trainable_state
 from dfd.engine.inference import evaluate
-from dfd.models.detector import Detector
-from dfd.tracking import Tracker
+from dfd.engine.resume import ResumeState, optimizer_state_dict, set_rng_state
+from dfd.engine.task import DetectionTask
 
 
-@dataclass
-class FitResult:
-    """What training selected: the epoch (0 = untrained), its validation metrics and weights."""
+def is_improvement(value: float, best: float | None) -> bool:
+    """The selection rule: strictly greater than the best so far; NaN never improves, and
+    any number improves on a NaN (or absent) best."""
+    if math.isnan(value):
+        return best is None
+    return best is None or math.isnan(best) or value > best
 
-    best_epoch: int
-    best_val: dict[str, float]
-    best_state: dict[str, torch.Tensor]
+
+@dataclass(kw_only=True)
+class EpochProgress:
+    """Where the current epoch stands: what a mid-epoch resume state records."""
+
+    epoch: int = 1
+    batches: int = 0  # training batches consumed in this epoch (all accumulation steps)
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Trainer:
-    """Runs epochs of training and validation on prepared model, optimizer and loaders."""
+    """Runs epochs of training and validation on a prepared task, optimizer and loaders.
+
+    `train_loader` is the prepared loader and `epoch_loader` the one `make_loader` built
+    (it owns the per-epoch shuffling that the prepared copy shares).
+    """
 
     accelerator: Accelerator
-    model: Detector
-    objective: Callable
+    task: DetectionTask
     optimizer: torch.optim.Optimizer
-    scheduler_factory: Callable
+    scheduler: Any
     train_loader: DataLoader
+    epoch_loader: DataLoader
     val_loader: DataLoader
     max_epochs: int
-    max_steps: int | None
-    monitor: str
-    tracker: Tracker
-    checkpoint_dir: Path
-    cfg: DictConfig
+    total_steps: int
+    callbacks: Callback
+    run: RunState
+    log_every_steps: int = 50
+    aggregate: str = "mean"  # video score from frame scores: mean | median
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    progress: EpochProgress = field(default_factory=EpochProgress)
+    unreadable: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
-    def fit(self) -> FitResult:
-        acc = self.accelerator
-        steps_per_epoch = math.ceil(len(self.train_loader) / acc.gradient_accumulation_steps)
-        total_steps = self.max_epochs * steps_per_epoch
-        if self.max_steps is not None:
-            total_steps = min(total_steps, self.max_steps)
-        # stepped once per optimizer step, here rather than by Accelerate, whose prepared
-        # scheduler advances num_processes times per step
-        scheduler = self.scheduler_factory(self.optimizer, T_max=max(total_steps, 1))
+    @property
+    def detector(self):
+        return self.accelerator.unwrap_model(self.task).detector
 
-        result = self._validate(epoch=0, best=None, steps=0)
-        steps = 0
-        for epoch in range(1, self.max_epochs + 1):
-            if steps >= total_steps:
+    def fit(self, resume: ResumeState | None = None) -> None:
+        """Train and validate until `max_epochs` or `total_steps`; select the best epoch."""
+        run = self.run
+        if resume is None:
+            self._validate()
+        else:
+            self._restore(resume)
+        while run.step < self.total_steps and self.progress.epoch <= self.max_epochs:
+            stats = self._train_epoch()
+            run.epoch = self.progress.epoch
+            self.callbacks.on_train_epoch_end(run, stats)
+            self._validate()
+            self.progress = EpochProgress(epoch=run.epoch + 1)
+            if run.stop_training:
                 break
-            train_stats, steps = self._train_epoch(epoch, scheduler, steps, total_steps)
-            self.tracker.log_metrics({f"train/{k}": v for k, v in train_stats.items()}, step=epoch)
-            result = self._validate(epoch, result, steps)
-        return result
+        self.callbacks.on_fit_end(run)
 
-    def _train_epoch(
-        self, epoch: int, scheduler, steps: int, total_steps: int
-    ) -> tuple[dict[str, float], int]:
-        acc, model = self.accelerator, self.model
-        model.train()
-        self.train_loader.dataset.set_epoch(epoch)
-        if hasattr(self.train_loader, "set_epoch"):
-            self.train_loader.set_epoch(epoch)
-        head = acc.unwrap_model(model).head
-        sums: dict[str, float] = defaultdict(float)
-        batches = 0
+    def _train_epoch(self) -> dict[str, float]:
+        acc, run, prog = self.accelerator, self.run, self.progress
+        self.task.train()
+        set_loader_epoch(self.epoch_loader, prog.epoch)
+        loader = self.train_loader
+        if prog.batches:
+            # a mid-epoch resume: the epoch's order is a function of (seed, epoch) only
+            from accelerate import skip_first_batches
+
+            loader = skip_first_batches(loader, prog.batches)
+        if hasattr(loader, "set_epoch"):
+            # Accelerate's loader re-applies its own iteration counter as the epoch on every
+            # pass; setting it makes that counter the real epoch, also after a resume
+            loader.set_epoch(prog.epoch)
+        running = torch.zeros((), device=acc.device)  # summed on device: no host sync per step
+        since_log = 0
         bar = tqdm(
-            self.train_loader,
-            desc=f"epoch {epoch}/{self.max_epochs}",
+            loader,
+            desc=f"epoch {prog.epoch}/{self.max_epochs}",
+            total=len(self.train_loader),
+            initial=prog.batches,
             disable=not acc.is_local_main_process,
         )
         for batch in bar:
-            with acc.accumulate(model), acc.autocast():
-                features = model(batch["pixel_values"])  # (B, D)
-                out = self.objective(features, batch["label"], head)
+            self._note_unreadable("train", batch)
+            with acc.accumulate(self.task), acc.autocast():
+                out = self.task(batch["pixel_values"], batch["label"])
                 acc.backward(out["loss"])
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
+            prog.batches += 1
+            loss = out["loss"].detach().float()
+            running += loss
+            since_log += 1
+            for k, v in (("loss", loss), *out["terms"].items()):
+                prog.sums[k] = prog.sums[k] + v.detach().float()
             if acc.sync_gradients:
-                scheduler.step()
-                steps += 1
-            loss = out["loss"].detach().float().item()
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss} at epoch {epoch}, step {steps}"
-                )
-            sums["loss"] += loss
-            for k, v in out["terms"].items():
-                sums[k] += float(v)
-            batches += 1
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            if steps >= total_steps:
-                break
-        stats = {k: v / max(batches, 1) for k, v in sums.items()}
-        stats["lr"] = scheduler.get_last_lr()[0]
-        return stats, steps
+                self.scheduler.step()
+                run.step += 1
+                if run.step % self.log_every_steps == 0:
+                    mean = self._finite(running / since_log, "training loss")
+                    bar.set_postfix(loss=f"{mean:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                    self.callbacks.on_train_steps(
+                        run, {"train/step_loss": mean, "train/lr": self.scheduler.get_last_lr()[0]}
+                    )
+                    running.zero_()
+                    since_log = 0
+                self.callbacks.on_train_batch_end(run)
+                if run.step >= self.total_steps:
+                    break
+        stats = {k: self._finite(v / max(prog.batches, 1), k) for k, v in prog.sums.items()}
+        stats["lr"] = self.scheduler.get_last_lr()[0]
+        return stats
 
-    def _validate(self, epoch: int, best: FitResult | None, steps: int) -> FitResult:
-        acc = self.accelerator
-        metrics, _ = evaluate(
-            self.model, self.val_loader.dataset, self.val_loader, acc, desc=f"val {epoch}"
+    def _finite(self, value, what: str) -> float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"{what} became {value} in epoch {self.progress.epoch} (step {self.run.step}): "
+                f"lower trainer.optimizer.lr or check the data"
+            )
+        return value
+
+    def _validate(self) -> None:
+        acc, run = self.accelerator, self.run
+        metrics, _, unreadable = evaluate(
+            self.task, self.val_loader, acc, desc=f"val {run.epoch}", aggregate=self.aggregate
         )
-        self.tracker.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=epoch)
-        value = metrics[self.monitor]
-        improved = best is None or (
-            not math.isnan(value)
-            and (math.isnan(best.best_val[self.monitor]) or value > best.best_val[self.monitor])
-        )
+        self.unreadable["val"].update(unreadable)
+        value = metrics[run.monitor]
+        run.improved = is_improvement(value, run.best_value)
+        if run.improved:
+            run.best_epoch, run.best_value, run.best_val = run.epoch, value, dict(metrics)
+            self.best_state = trainable_state(self.detector)
+            run.best_state = self.best_state
         if acc.is_main_process:
             tqdm.write(
-                f"epoch {epoch}: val {self.monitor} = {value:.4f}"
-                + ("  (best)" if improved else "")
+                f"epoch {run.epoch}: val {run.monitor} = {value:.4f}"
+                + ("  (best)" if run.improved else "")
             )
-        if not improved:
-            return best
-        state = trainable_state(acc.unwrap_model(self.model))
-        if acc.is_main_process:
-            meta = {"epoch": epoch, "steps": steps, "monitor": self.monitor, "val": metrics}
-            save_checkpoint(self.checkpoint_dir, state, self.cfg, None, meta)
-        return FitResult(epoch, metrics, state)
+        self.callbacks.on_validation_end(run, metrics)
+
+    def _note_unreadable(self, role: str, batch: dict) -> None:
+        rows = batch.get("unreadable")
+        if rows is not None and len(rows):
+            self.unreadable[role].update(int(i) for i in rows.tolist())
+
+    # ---- resume -------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """What the resume state of this moment holds (tensors and JSON-ready info)."""
+        from dfd.engine.resume import optimizer_tensors
+
+        run, prog = self.run, self.progress
+        opt_tensors, opt_rest = optimizer_tensors(self.optimizer)
+        mid_epoch = 0 < prog.batches < len(self.train_loader) and run.step < self.total_steps
+        info = {
+            "epoch": run.epoch,
+            "step": run.step,
+            "next_epoch": prog.epoch if mid_epoch else run.epoch + 1,
+            "batches_in_epoch": prog.batches if mid_epoch else 0,
+            "sums": {k: float(v) for k, v in prog.sums.items()} if mid_epoch else {},
+            "best_epoch": run.best_epoch,
+            "best_value": run.best_value,
+            "best_val": run.best_val,
+            "scheduler": self.scheduler.state_dict(),
+            "optimizer": opt_rest,
+            "unreadable": {k: sorted(v) for k, v in self.unreadable.items()},
+            "run_id": run.run_id,
+            "world_size": self.accelerator.num_processes,
+        }
+        return {
+            "info": info,
+            "weights": trainable_state(self.detector),
+            "best_weights": self.best_state,
+            "optimizer": opt_tensors,
+        }
+
+    def _restore(self, state: ResumeState) -> None:
+        info, run = state.info, self.run
+        if info["world_size"] != self.accelerator.num_processes:
+            from dfd.engine.resume import ResumeError
+
+            raise ResumeError(
+                f"trainer.resume={state.run_dir}: the run was saved by {info['world_size']} "
+                f"process(es); resume it with the same number ({self.accelerator.num_processes} now)"
+            )
+        load_trainable(self.detector, state.weights, source=f"{state.run_dir} resume state")
+        self.optimizer.load_state_dict(optimizer_state_dict(state.optimizer, info["optimizer"]))
+        self.scheduler.load_state_dict(info["scheduler"])
+        self.best_state = dict(state.best_weights)
+        run.best_state = self.best_state
+        run.epoch, run.step = info["epoch"], info["step"]
+        run.best_epoch, run.best_value = info["best_epoch"], info["best_value"]
+        run.best_val = dict(info["best_val"])
+        for role, rows in info["unreadable"].items():
+            self.unreadable[role].update(rows)
+        self.progress = EpochProgress(epoch=info["next_epoch"], batches=info["batches_in_epoch"])
+        for k, v in info["sums"].items():
+            self.progress.sums[k] = torch.tensor(v, device=self.accelerator.device)
+        # last: the RNG streams continue exactly where the interrupted run left them
+        set_rng_state(state.rng(self.accelerator.process_index))

@@ -1,0 +1,141 @@
+"""Checkpoint folders: canonical keys across transformers versions, and untrusted configs refused."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import pytest
+from accelerate.utils import set_seed
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import save_file
+
+from dfd.build import build_detector
+from dfd.engine.checkpoint import (
+    canonical_key,
+    load_detector,
+    load_trainable,
+    save_checkpoint,
+    trainable_state,
+)
+from dfd.engine.trusted_config import UntrustedConfigError
+from tests.conftest import compose_train
+
+V4 = "backbone.model.base_model.model.vision_model.encoder.layers.0.layer_norm1.ln_tuning_layers.default.weight"
+V5 = "backbone.model.base_model.model.encoder.layers.0.layer_norm1.ln_tuning_layers.default.weight"
+
+
+def test_canonical_keys_are_the_same_for_transformers_4_and_5_layouts():
+    assert canonical_key(V4) == canonical_key(V5)
+    assert canonical_key(V5) == "backbone.encoder.layers.0.layer_norm1.ln_tuning_layers.default.weight"
+    assert canonical_key(canonical_key(V4)) == canonical_key(V4)
+    assert canonical_key("head.fc.weight") == "head.fc.weight"
+    assert canonical_key("backbone.model.vision_model.post_layernorm.weight") == (
+        "backbone.post_layernorm.weight"
+    )
+
+
+@pytest.fixture(scope="module")
+def ln_model():
+    cfg = compose_train(["backbone.pretrained=false"])
+    set_seed(cfg.seed)  # as training does: the random frozen weights come from the seed
+    model, _ = build_detector(cfg)
+    return cfg, model
+
+
+@pytest.mark.parametrize("layout", ["v4", "v5"])
+def test_a_checkpoint_written_in_either_layout_loads(ln_model, layout):
+    _, model = ln_model
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    state = {}
+    for n in names:
+        key = n
+        if layout == "v4" and n.startswith("backbone.model.base_model.model."):
+            key = n.replace("base_model.model.", "base_model.model.vision_model.", 1)
+        state[key] = torch.randn_like(dict(model.named_parameters())[n])
+    load_trainable(model, state)
+    loaded = trainable_state(model)
+    for key, value in state.items():
+        assert torch.equal(loaded[canonical_key(key)], value)
+
+
+def _written_checkpoint(tmp_path, ln_model):
+    cfg, model = ln_model
+    folder = tmp_path / "ckpt"
+    save_checkpoint(folder, trainable_state(model), cfg, ["peft=ln"], {"epoch": 0})
+    return folder
+
+
+def test_a_written_checkpoint_rebuilds_the_same_detector(tmp_path, ln_model):
+    _, model = ln_model
+    folder = _written_checkpoint(tmp_path, ln_model)
+    rebuilt, cfg = load_detector(folder, tmp_path / "out")
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(rebuilt.eval().logits(x), model.eval().logits(x), atol=1e-6)
+    assert cfg.paths.output_dir == str(tmp_path / "out")
+
+
+class _Tripwire:
+    def __reduce__(self):
+        return (open, (str(_Tripwire.path), "w"))
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("loss", {"_target_": "pandas.read_pickle", "_args_": ["PICKLE"]}),
+        ("peft", {"_target_": "os.system", "_args_": ["touch TOUCHED"]}),
+        ("backbone.model_class", "os.system"),
+        ("loss", "${oc.create:'{_target_: os.system, _args_: [touch TOUCHED]}'}"),
+    ],
+    ids=["read_pickle", "os.system", "model_class", "interpolation"],
+)
+def test_a_malicious_checkpoint_config_runs_nothing(tmp_path, ln_model, key, value):
+    folder = _written_checkpoint(tmp_path, ln_model)
+    bait = tmp_path / "bait.pkl"
+    _Tripwire.path = tmp_path / "UNPICKLED"
+    bait.write_bytes(pickle.dumps(_Tripwire()))
+    touched = tmp_path / "TOUCHED"
+    text = OmegaConf.load(folder / "config.yaml")
+    value = OmegaConf.create({"v": value}).v if isinstance(value, dict) else value
+    if isinstance(value, str):
+        value = value.replace("TOUCHED", str(touched))
+    else:
+        value = OmegaConf.to_container(value)
+        value["_args_"] = [str(bait) if a == "PICKLE" else a.replace("TOUCHED", str(touched)) for a in value["_args_"]]
+    OmegaConf.update(text, key, value, force_add=True)
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(text))
+
+    with pytest.raises(UntrustedConfigError, match="not one of dfd's own config options"):
+        load_detector(folder, tmp_path / "out")
+    assert not _Tripwire.path.exists() and not touched.exists()
+
+
+def test_dfd_evaluate_refuses_it_naming_the_key_without_a_traceback(tmp_path, ln_model):
+    folder = _written_checkpoint(tmp_path, ln_model)
+    text = OmegaConf.load(folder / "config.yaml")
+    text.loss = {"_target_": "pandas.read_pickle", "_args_": [str(tmp_path / "x.pkl")]}
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(text))
+    proc = subprocess.run(
+        [sys.executable, "-m", "dfd.evaluate", f"checkpoint={folder}", "tracking=none",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "loss._target_: pandas.read_pickle" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_an_unreadable_weights_file_is_a_clear_error(tmp_path, ln_model):
+    folder = _written_checkpoint(tmp_path, ln_model)
+    (folder / "trainable.safetensors").write_bytes(b"not safetensors")
+    from dfd.engine.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_detector(folder)
+    save_file({}, str(folder / "trainable.safetensors"))
+    with pytest.raises(CheckpointError, match="missing"):
+        load_detector(folder)
