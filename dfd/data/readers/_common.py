@@ -1,4 +1,9 @@
-"""What every reader shares: bad-input handling, split validation, row building, the preprocessed layout.
+"""What every reader shares: the `reader` decorator, the `Reading` context, bad-input handling, splits.
+
+A reader is a function holding its format's logic only: decorated with `reader`, it gets
+its arguments bound, normalized and turned into its cache key, plus the arguments every
+reader takes (``on_error``, ``verify``, ``cache_dir``); it returns a `Plan` whose `build`
+fills a `Reading` (the rows, the folder scanner, the `Problems` counter).
 
 The preprocessed layout (written by ``python -m dfd.preprocess``) is
 ``<root>/<source>/<video>/<frame:03d>.png``: a raw video at ``<...>/<parent>/<stem>.mp4``
