@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from dfd.data.frames import FrameDataset, FrameTransform
+from dfd.data.frames import FrameDataset, FrameTransform, collate_frames
 from dfd.data.index import FrameIndex
 
 
@@ -65,8 +65,7 @@ def make_loader(
     Training shuffles with `EpochShuffleSampler` (advance it with `set_loader_epoch`) and
     drops the last partial batch; evaluation keeps the index order and every frame.
     """
-    # TODO(pipeline merge): FrameDataset(..., on_error=on_error) with collate_frames
-    dataset = FrameDataset(index, transform, seed=seed)
+    dataset = FrameDataset(index, transform, seed=seed, on_error=on_error)
     if train and len(dataset) < batch_size:
         raise ValueError(
             f"training set {index.name!r} has {len(dataset)} frames, fewer than "
@@ -88,6 +87,7 @@ def make_loader(
         num_workers=num_workers,
         # re-seeded every epoch by set_loader_epoch: worker seeds depend on (seed, epoch) only
         generator=torch.Generator().manual_seed(seed),
+        collate_fn=collate_frames,
         pin_memory=torch.cuda.is_available(),
         **workers,
     )

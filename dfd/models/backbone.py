@@ -18,6 +18,8 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 from torch import nn
 
+from dfd.hub import hub_reachable, in_hub_cache
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -187,16 +189,29 @@ def _load_pretrained(cls: type, name_or_path: str) -> tuple[nn.Module, Any]:
             f"backbone.name_or_path={name_or_path!r} is not a folder. Pass a folder written by "
             f"`save_pretrained` (config.json, model.safetensors, preprocessor_config.json) or a hub id."
         )
+    fix = (
+        f"Offline, download them on a machine with internet (`hf download {name_or_path} "
+        f"--local-dir <folder>`), copy the folder here and pass `backbone.name_or_path=<folder>`; "
+        f"or use `backbone.pretrained=false` for random weights."
+    )
+    local_only = False
+    if not looks_local and not hub_reachable():
+        # without this check, from_pretrained retries the hub for ~45 s before failing
+        if not in_hub_cache(name_or_path):
+            raise OSError(
+                f"could not load backbone weights {name_or_path!r}: the Hugging Face hub cannot "
+                f"be reached and they are not in the local cache. {fix}"
+            )
+        local_only = True
     try:
         # fp32 master weights: mixed precision is Accelerate's job, not the checkpoint's
-        model = cls.from_pretrained(source, dtype=torch.float32)
-        processor = transformers.AutoImageProcessor.from_pretrained(source)
+        model = cls.from_pretrained(source, dtype=torch.float32, local_files_only=local_only)
+        processor = transformers.AutoImageProcessor.from_pretrained(
+            source, local_files_only=local_only
+        )
     except OSError as err:
         raise OSError(
             f"could not load backbone weights {name_or_path!r} ({err.__class__.__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). Offline, download them on a machine "
-            f"with internet (`hf download {name_or_path} --local-dir <folder>`), copy the folder "
-            f"here and pass `backbone.name_or_path=<folder>`; or use `backbone.pretrained=false` "
-            f"for random weights."
+            f"{str(err).splitlines()[0] if str(err) else ''}). {fix}"
         ) from err
     return model, processor
