@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pyarrow is only needed by the index cache
     import pyarrow as pa
 
 REAL, FAKE = 0, 1
-COLUMNS = ("path", "label", "video_id", "source", "split")
+COLUMNS = ("path", "label", "video_id", "source", "split", "source_video")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class FrameIndex:
         sources: source or manipulation name (``real``, ``DF``, ``Celeb-synthesis``...).
         splits: split name of each frame (``train``, ``val``, ``test``).
         skipped: counts of items a reader skipped, by reason (``data.on_error=skip``).
+        source_videos: for a fake frame, the video id of the real video it was made from
+            (``real/000`` for ``DF/000_003``), when the dataset defines it; ``""`` for real
+            frames and for fakes whose source is unknown. `dfd.data.sampling` pairs on it.
     """
 
     name: str
@@ -42,14 +45,18 @@ class FrameIndex:
     sources: list[str]
     splits: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
+    source_videos: list[str] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
+        if self.source_videos is None:
+            object.__setattr__(self, "source_videos", [""] * n)
         lengths = {
             "labels": len(self.labels),
             "video_ids": len(self.video_ids),
             "sources": len(self.sources),
             "splits": len(self.splits),
+            "source_videos": len(self.source_videos),
         }
         bad = {k: v for k, v in lengths.items() if v != n}
         if bad:
@@ -80,6 +87,7 @@ class FrameIndex:
             sources=[r["source"] for r in rows],
             splits=[r["split"] for r in rows],
             skipped=dict(skipped or {}),
+            source_videos=[r.get("source_video") or "" for r in rows],
         )
 
     def select(self, mask: np.ndarray, name: str | None = None) -> FrameIndex:
@@ -93,6 +101,7 @@ class FrameIndex:
             sources=[self.sources[i] for i in idx],
             splits=[self.splits[i] for i in idx],
             skipped=dict(self.skipped),
+            source_videos=[self.source_videos[i] for i in idx],
         )
 
     def split(self, *names: str) -> FrameIndex:
@@ -160,6 +169,7 @@ class FrameIndex:
                 "video_id": pa.array(self.video_ids, pa.string()).dictionary_encode(),
                 "source": pa.array(self.sources, pa.string()).dictionary_encode(),
                 "split": pa.array(self.splits, pa.string()).dictionary_encode(),
+                "source_video": pa.array(self.source_videos, pa.string()).dictionary_encode(),
             }
         )
         meta = {b"dfd.name": self.name.encode(), b"dfd.skipped": json.dumps(self.skipped).encode()}
@@ -189,4 +199,5 @@ class FrameIndex:
             sources=strings("source"),
             splits=strings("split"),
             skipped=json.loads(meta.get(b"dfd.skipped", b"{}")),
+            source_videos=strings("source_video") if "source_video" in table.column_names else None,
         )

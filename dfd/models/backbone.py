@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import transformers
 from hydra.utils import get_class
+from omegaconf import OmegaConf
 from torch import nn
 
 from dfd.hub import hub_reachable, in_hub_cache
@@ -129,13 +130,41 @@ def build_backbone(
         model, processor = _load_pretrained(cls, name_or_path)
         spec = InputSpec.from_processor(processor)
     else:
-        arch = dict(architecture)
+        # transformers configs compare and serialize plain lists (ConvNeXt's hidden_sizes,
+        # depths), not the ListConfig Hydra hands over
+        arch = _plain(architecture)
         model_type = arch.pop("model_type")
         config = transformers.AutoConfig.for_model(model_type, **arch)
         model = cls(config)
-        spec = InputSpec.from_processor(_ProcessorFields(**dict(image_processor)))
-    feature_dim = int(model.config.hidden_size)
-    return VisionBackbone(model, spec, feature_dim, layernorm_modules, feature, name)
+        spec = InputSpec.from_processor(_ProcessorFields(**_plain(image_processor)))
+    feature_dim = feature_dim_of(model.config, name)
+    return VisionBackbone(model, spec, feature_dim, list(layernorm_modules), feature, name)
+
+
+def _plain(value: Any) -> Any:
+    """Hydra's DictConfig/ListConfig, at any depth, as plain dicts and lists."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def feature_dim_of(config: Any, name: str = "backbone") -> int:
+    """Width of the pooled feature from a model config: ``hidden_size`` (ViTs: CLIP, DINOv2,
+    SigLIP), else the last stage's width ``hidden_sizes[-1]`` (ConvNeXt, ResNet-style models,
+    whose ``pooler_output`` pools the last stage)."""
+    if getattr(config, "hidden_size", None):
+        return int(config.hidden_size)
+    sizes = getattr(config, "hidden_sizes", None)
+    if sizes:
+        return int(sizes[-1])
+    raise ValueError(
+        f"backbone {name!r}: cannot tell the feature width from {type(config).__name__} (neither "
+        f"hidden_size nor hidden_sizes). Fix: use a model whose config has one of them"
+    )
 
 
 @dataclass
