@@ -87,12 +87,24 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         task = DetectionTask(model, objective)
         optimizer = build_optimizer(task, instantiate(t.optimizer), t.weight_decay, t.no_decay)
         on_error = cfg.data.get("on_error", "raise")
-        loader_args = {"on_error": on_error}
         train_loader = make_loader(
-            splits.train, train_tf, t.batch_size, t.num_workers, True, cfg.seed, **loader_args
+            splits.train,
+            train_tf,
+            t.batch_size,
+            t.num_workers,
+            True,
+            cfg.seed,
+            on_error=on_error,
+            sampler=cfg.data.get("sampler"),
         )
         val_loader = make_loader(
-            splits.val, eval_tf, t.eval_batch_size, t.num_workers, False, cfg.seed, **loader_args
+            splits.val,
+            eval_tf,
+            t.eval_batch_size,
+            t.num_workers,
+            False,
+            cfg.seed,
+            on_error=on_error,
         )
         if t.compile:
             task = torch.compile(task)

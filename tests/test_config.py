@@ -94,7 +94,9 @@ def test_paper_experiment_is_the_recipe_of_method_md(tmp_path):
     assert cfg.seed == 42 and t.monitor == "video_auc"
     aug = cfg.augment.train_augmentations
     assert list(aug) == ["flip", "affine", "blur", "color_jitter", "jpeg"]
-    assert aug.flip.p == 0.5 and aug.affine.degrees == 10 and list(aug.affine.translate) == [0.1, 0.1]
+    assert (
+        aug.flip.p == 0.5 and aug.affine.degrees == 10 and list(aug.affine.translate) == [0.1, 0.1]
+    )
     assert list(aug.affine.scale) == [0.9, 1.1] and list(aug.blur.sigma) == [0.1, 2.0]
     assert (aug.color_jitter.brightness, aug.color_jitter.contrast) == (0.1, 0.1)
     assert list(aug.jpeg.quality) == [40, 100]

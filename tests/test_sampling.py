@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from dfd.data.demo import DemoSpec, demo_index
 from dfd.data.index import FAKE, REAL, FrameIndex
@@ -180,17 +181,29 @@ def test_config_options_build_their_sampler(demo_train):
     assert experiment.data.sampler._target_.endswith("PairedBatchSampler")
 
 
-def test_shuffle_batches_equal_the_epoch_shuffling_loader(demo_train):
-    # a drop-in for make_loader's EpochShuffleSampler + drop_last: the same batches, every epoch
-    from torch.utils.data import DataLoader
+def test_make_loader_draws_its_training_batches_from_the_configured_sampler(demo_train):
+    # the batches of epoch e depend on (seed, e) only: a fresh loader at epoch 3 (a resumed
+    # run) sees exactly what a loader that ran epochs 0-2 sees
+    from dfd.data.frames import FrameTransform
+    from dfd.data.loading import make_loader, set_loader_epoch
+    from dfd.models.backbone import InputSpec
 
-    from dfd.data.loading import EpochShuffleSampler
+    spec = InputSpec(size=(8, 8), resample=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    paired = OmegaConf.create(
+        {"_target_": "dfd.data.sampling.PairedBatchSampler", "_partial_": True}
+    )
 
-    rows = list(range(len(demo_train)))
-    reference = EpochShuffleSampler(len(rows), seed=5)
-    ours = ShuffleBatchSampler(demo_train, 8, seed=5)
-    for epoch in (0, 3):
-        reference.set_epoch(epoch)
-        ours.set_epoch(epoch)
-        loader = DataLoader(rows, batch_size=8, sampler=reference, drop_last=True)
-        assert [b.tolist() for b in loader] == list(ours)
+    def rows(loader, epoch):
+        set_loader_epoch(loader, epoch)
+        return [list(b) for b in loader.epoch_sampler]
+
+    for sampler in (None, paired):
+        used = make_loader(demo_train, FrameTransform(spec), 8, 0, True, 5, sampler=sampler)
+        for epoch in range(3):
+            rows(used, epoch)
+        fresh = make_loader(demo_train, FrameTransform(spec), 8, 0, True, 5, sampler=sampler)
+        assert rows(used, 3) == rows(fresh, 3) != rows(fresh, 4)
+    assert isinstance(used.epoch_sampler, PairedBatchSampler)
+    assert_paired(demo_train, used.epoch_sampler)
+    (batch,) = [next(iter(used))]
+    assert batch["index"].tolist() == list(next(iter(used.epoch_sampler)))

@@ -38,15 +38,15 @@ _LINKED_READERS = (
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit seed for one (seed, epoch) pair, distinct across pairs (as `dfd.data.loading`'s)."""
+    """A 63-bit seed for one (seed, epoch) pair, distinct across pairs."""
     return (int(seed) * 1_000_003 + int(epoch)) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     """The permutation of ``range(n)`` of one (seed, epoch): epoch 3's never depends on epochs 0-2.
 
-    The same draw as `dfd.data.loading.EpochShuffleSampler`, so `ShuffleBatchSampler` yields
-    exactly the batches of a DataLoader over that sampler with ``drop_last=True``.
+    `ShuffleBatchSampler` (what `dfd.data.loading.make_loader` trains with by default) cuts
+    it into batches, the last partial one dropped.
     """
     g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
     return torch.randperm(n, generator=g).numpy()
