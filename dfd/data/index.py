@@ -7,6 +7,7 @@ lazily by `dfd.data.frames.FrameDataset`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,7 +18,13 @@ if TYPE_CHECKING:  # pyarrow is only needed by the index cache
     import pyarrow as pa
 
 REAL, FAKE = 0, 1
+_DIGITS = re.compile(r"(\d+)")
 COLUMNS = ("path", "label", "video_id", "source", "split", "source_video")
+
+
+def natural_key(path: str) -> tuple:
+    """A sort key that compares runs of digits as numbers: frame 10 comes after frame 9."""
+    return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(path))
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,12 @@ class FrameIndex:
         return self.select(mask)
 
     def frames_per_video(self, limit: int | None) -> FrameIndex:
-        """Keep at most `limit` frames per video, evenly spaced over the video's frames (in path order)."""
+        """Keep at most `limit` frames per video, evenly spaced over the video's frames.
+
+        Frames are ordered by path with digit runs compared as numbers (``9.png`` before
+        ``10.png``, ``999.png`` before ``1000.png``), so unpadded and long videos keep their
+        frame order; positions are ``round(linspace(0, n - 1, limit))``.
+        """
         if limit is None:
             return self
         by_video: dict[str, list[int]] = {}
@@ -124,7 +136,7 @@ class FrameIndex:
             by_video.setdefault(v, []).append(i)
         keep: list[int] = []
         for rows in by_video.values():
-            rows.sort(key=lambda i: self.paths[i])
+            rows.sort(key=lambda i: natural_key(self.paths[i]))
             if len(rows) <= limit:
                 keep.extend(rows)
             else:
