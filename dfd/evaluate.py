@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
-from dfd.build import load_targets
+from dfd.build import load_detector, load_targets
+from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState
-from dfd.engine.checkpoint import load_detector
 from dfd.engine.targets import score_targets
 from dfd.engine.task import DetectionTask
 from dfd.results import results_summary, write_metrics, write_predictions
+from dfd.robustness import build_perturbations, evaluate_robustness
 from dfd.tracking import MLflowCallback
 
 
@@ -53,7 +53,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         }
     )
     run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
-    cbs = CallbackList([MLflowCallback(instantiate(cfg.tracking))])
+    tracker = instantiate(cfg.tracking)
+    cbs = CallbackList([MLflowCallback(tracker)])
     try:
         cbs.on_fit_start(run)
         task = accelerator.prepare(DetectionTask(model, objective=None))
@@ -75,6 +76,24 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
             write_predictions(out_dir / "predictions", predictions)
             print(results_summary(results))
         cbs.on_test_end(run, results)
+        if cfg.robustness.perturbations:
+            perturbations = build_perturbations(cfg.robustness)
+            robust = evaluate_robustness(
+                task,
+                targets,
+                transform,
+                accelerator,
+                perturbations,
+                cfg.eval_batch_size,
+                cfg.num_workers,
+                out_dir / "plots",
+                on_error,
+                aggregate,
+            )
+            tracker.log_metrics(robust.metrics)
+            if robust.plot is not None:
+                print(robust.summary())
+                tracker.log_artifact(robust.plot, "plots")
     except BaseException as err:
         cbs.on_exception(run, err)
         raise
@@ -84,7 +103,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@entry_point("evaluate")
 def main(cfg: DictConfig) -> float:
     with open_dict(cfg):
         cfg.checkpoint = str(Path(cfg.checkpoint).expanduser().resolve())

@@ -1,17 +1,22 @@
 """Training objectives: cross-entropy, the paper's hypersphere loss, ArcFace.
 
 An objective turns backbone features and labels into ``{"loss", "logits", "terms"}``; the
-training loop only calls ``backward`` on ``loss`` and logs ``terms``. Objectives that need a
-particular head say so in `required_head`, checked once at start.
+training loop only calls ``backward`` on ``loss`` and logs ``terms``. An objective that needs
+a particular head names its ``conf/head`` option in `required_head` (``"linear_norm"``), and
+`check_head` checks the pairing once at start.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 from torch import nn
 
-from dfd.models.heads import ArcFaceHead, LinearNormHead
+from dfd.config import PROJECT_ROOT
+
+HEAD_CONF_DIR = PROJECT_ROOT / "conf" / "head"
 
 
 def uniformity_loss(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
@@ -78,7 +83,7 @@ def slerp_augment(
 class CrossEntropyObjective:
     """Cross-entropy on the head's logits (optional label smoothing); works with any head."""
 
-    required_head: type[nn.Module] | None = None
+    required_head: str | None = None  # a conf/head option name; None = any head
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing
@@ -97,7 +102,7 @@ class HypersphereObjective:
     computed on the augmented features (Yermakov et al. 2025, Sec. 3).
     """
 
-    required_head: type[nn.Module] | None = LinearNormHead
+    required_head: str | None = "linear_norm"
 
     def __init__(
         self,
@@ -132,19 +137,35 @@ class ArcFaceObjective(CrossEntropyObjective):
     s and m live in the `arcface` head's config; this objective requires that head.
     """
 
-    required_head = ArcFaceHead
+    required_head = "arcface"
+
+
+def head_class(option: str) -> type[nn.Module]:
+    """The class the ``conf/head/<option>.yaml`` option builds (its `_target_`)."""
+    path = HEAD_CONF_DIR / f"{option}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in HEAD_CONF_DIR.glob("*.yaml"))
+        raise ValueError(f"no head option {option!r} (conf/head/{option}.yaml); options: {known}")
+    return get_class(OmegaConf.load(path)._target_)
 
 
 def check_head(objective: object, head: nn.Module) -> None:
-    """Fail at start when a loss is paired with a head it cannot work with."""
-    required = getattr(objective, "required_head", None)
-    if required is not None and not isinstance(head, required):
-        option = {LinearNormHead: "linear_norm", ArcFaceHead: "arcface"}.get(
-            required, required.__name__
-        )
+    """Fail at start when a loss is paired with a head it cannot work with.
+
+    The loss declares the head *option* it needs (`required_head`, e.g. ``"linear_norm"``);
+    the head passes when it is an instance of the class that option builds (a subclass, or
+    the same class under another option name, passes too). The message names the option
+    to set, as typed on the command line.
+    """
+    option = getattr(objective, "required_head", None)
+    if option is None:
+        return
+    required = head_class(option)
+    if not isinstance(head, required):
         raise ValueError(
-            f"the loss {type(objective).__name__} needs the {required.__name__} head, but the head "
-            f"config builds {type(head).__name__}: set `head={option}` with this loss."
+            f"the loss {type(objective).__name__} needs the head option {option!r} "
+            f"({required.__name__}), but the head config builds {type(head).__name__}: set "
+            f"`head={option}` with this loss."
         )
 
 
@@ -154,6 +175,7 @@ __all__ = [
     "HypersphereObjective",
     "alignment_loss",
     "check_head",
+    "head_class",
     "slerp_augment",
     "uniformity_loss",
 ]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
+from dfd.cli import entry_point
 from dfd.compare import Selection, comparison_table, select_runs
 from dfd.table_plot import plot_table
 from dfd.tables import Table, to_csv, to_latex, to_markdown
@@ -59,7 +59,7 @@ def write_report(cfg: DictConfig) -> tuple[Table, list[Path]]:
     return table, written
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@entry_point("report")
 def main(cfg: DictConfig) -> None:
     """Print and write the table of the selected runs."""
     write_report(cfg)

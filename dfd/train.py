@@ -6,10 +6,10 @@ Runs as one process or under `accelerate launch` / `torchrun`. See conf/train.ya
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
 import torch
 from accelerate.utils import gather_object, set_seed
 from hydra.utils import instantiate
@@ -18,8 +18,10 @@ from tqdm.auto import tqdm
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.build import build_detector, load_splits
+from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
 from dfd.data.loading import make_loader
+from dfd.data.provenance import dataset_provenance, pipeline_mismatch
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.callbacks import Callback, CallbackList, EarlyStopping, Results, RunState
 from dfd.engine.checkpoint import load_trainable
@@ -63,7 +65,11 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         monitor=t.monitor,
         run_id=resume.info["run_id"] if resume else None,
         resumed=resume is not None,
-        params={"trainable_params": trainable, "total_params": total, **_data_params(splits)},
+        params={
+            "trainable_params": trainable,
+            "total_params": total,
+            **_data_params(splits, _provenance(splits, accelerator)),
+        },
     )
     cbs = CallbackList(
         [
@@ -81,12 +87,24 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         task = DetectionTask(model, objective)
         optimizer = build_optimizer(task, instantiate(t.optimizer), t.weight_decay, t.no_decay)
         on_error = cfg.data.get("on_error", "raise")
-        loader_args = {"on_error": on_error}
         train_loader = make_loader(
-            splits.train, train_tf, t.batch_size, t.num_workers, True, cfg.seed, **loader_args
+            splits.train,
+            train_tf,
+            t.batch_size,
+            t.num_workers,
+            True,
+            cfg.seed,
+            on_error=on_error,
+            sampler=cfg.data.get("sampler"),
         )
         val_loader = make_loader(
-            splits.val, eval_tf, t.eval_batch_size, t.num_workers, False, cfg.seed, **loader_args
+            splits.val,
+            eval_tf,
+            t.eval_batch_size,
+            t.num_workers,
+            False,
+            cfg.seed,
+            on_error=on_error,
         )
         if t.compile:
             task = torch.compile(task)
@@ -186,14 +204,26 @@ def _overrides() -> list[str] | None:
     return list(HydraConfig.get().overrides.task)
 
 
-def _data_params(splits) -> dict[str, int]:
+def _data_params(splits, provenance) -> dict[str, int | str]:
     params = {}
     for role, index in [("train", splits.train), ("val", splits.val), *splits.test.items()]:
         params[f"data/{role}/frames"] = len(index)
         params[f"data/{role}/videos"] = len(set(index.video_ids))
         for reason, n in index.skipped.items():
             params[f"data/{role}/skipped/{reason}"] = n
+        for key, value in provenance[role].items():
+            params[f"data/{role}/preprocess/{key}"] = value
     return params
+
+
+def _provenance(splits, accelerator) -> dict[str, dict[str, str]]:
+    """Per dataset: the face pipeline behind its crops and the frames per video used."""
+    roles = [("train", splits.train), ("val", splits.val), *splits.test.items()]
+    provenance = {role: dataset_provenance(index) for role, index in roles}
+    if accelerator.is_main_process:
+        for warning in pipeline_mismatch(provenance):
+            warnings.warn(warning, stacklevel=2)
+    return provenance
 
 
 def _print_data(splits, accelerator) -> None:
@@ -216,7 +246,7 @@ def _print_results(run: RunState, results: Results) -> None:
         print(f"MLflow run {run.run_id} in {run.cfg.tracking.uri}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@entry_point("train")
 def main(cfg: DictConfig) -> float:
     # the source-validation metric: what a Hydra sweeper may optimize without seeing targets
     return train(cfg)["val"][cfg.trainer.monitor]

@@ -9,10 +9,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
+
+# the tests' models are tiny: one intra-op thread beats two fighting over the cores (and a
+# busy machine), and results are the same either way
+torch.set_num_threads(1)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

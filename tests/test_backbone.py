@@ -1,14 +1,16 @@
 """Backbones load from a local folder exactly as from the hub, and take their input geometry
-from the image-processor config; missing weights fail with a message that says what to do."""
+from the image-processor config; missing weights fail with a message that says what to do;
+every conf/backbone option (ViTs and ConvNeXt) builds at a tiny size and runs forward."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
 from dfd.build import build_detector
-from tests.conftest import compose_train
+from tests.conftest import CONF_DIR, compose_train
 
 
 @pytest.fixture
@@ -99,3 +101,61 @@ def test_dinov2_feature_is_the_normalized_cls(tmp_path):
     # DINOv2's LayerNorms: norm1 and norm2 of 2 layers plus the final layernorm, weight + bias each
     assert len(trainable) == (2 * 2 + 1) * 2
     assert detector.backbone(torch.randn(2, 3, 28, 28)).shape == (2, 32)
+
+
+# ---------------------------------------------------------------- every conf/backbone option
+
+BACKBONES = sorted(p.stem for p in (CONF_DIR / "backbone").glob("*.yaml"))
+# Tiny dimensions per architecture family (model_type): every option is built at this size
+# with random weights and run forward. A backbone of a new family needs its row here.
+TINY = {
+    "clip_vision_model": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 64,
+    },
+    "siglip_vision_model": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 32,
+    },
+    "dinov2": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 28,
+    },
+    "convnext": {"hidden_sizes": [8, 16, 24, 32], "depths": [1, 1, 1, 1], "image_size": 64},
+}
+
+
+def _override(value) -> str:
+    return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_backbone_option_builds_tiny_and_runs_forward(name):
+    arch = OmegaConf.load(CONF_DIR / "backbone" / f"{name}.yaml").architecture
+    assert arch.model_type in TINY, (
+        f"conf/backbone/{name}.yaml: add tiny dims for {arch.model_type}"
+    )
+    tiny = TINY[arch.model_type]
+    overrides = [f"backbone={name}", "backbone.pretrained=false", "peft=ln", "head=linear_norm"]
+    overrides += [f"backbone.architecture.{k}={_override(v)}" for k, v in tiny.items()]
+    torch.manual_seed(0)
+    detector, objective = build_detector(compose_train(overrides))
+    width = tiny.get("hidden_size") or tiny["hidden_sizes"][-1]
+    assert detector.backbone.feature_dim == width
+    size = tiny["image_size"]
+    x = torch.randn(2, 3, size, size)
+    assert detector.backbone(x).shape == (2, width)
+    # the YAML's layernorm_modules name real LayerNorms: LN-tuning found some to train
+    tuned = [n for n, p in detector.backbone.named_parameters() if p.requires_grad]
+    assert tuned and all("ln_tuning_layers" in n for n in tuned), name
+    out = objective(detector(x), torch.tensor([0, 1]), detector.head)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])

@@ -7,15 +7,14 @@ import subprocess
 import sys
 
 import pytest
-from accelerate.utils import set_seed
 import torch
+from accelerate.utils import set_seed
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from dfd.build import build_detector
+from dfd.build import build_detector, load_detector
 from dfd.engine.checkpoint import (
     canonical_key,
-    load_detector,
     load_trainable,
     save_checkpoint,
     trainable_state,
@@ -29,7 +28,9 @@ V5 = "backbone.model.base_model.model.encoder.layers.0.layer_norm1.ln_tuning_lay
 
 def test_canonical_keys_are_the_same_for_transformers_4_and_5_layouts():
     assert canonical_key(V4) == canonical_key(V5)
-    assert canonical_key(V5) == "backbone.encoder.layers.0.layer_norm1.ln_tuning_layers.default.weight"
+    assert (
+        canonical_key(V5) == "backbone.encoder.layers.0.layer_norm1.ln_tuning_layers.default.weight"
+    )
     assert canonical_key(canonical_key(V4)) == canonical_key(V4)
     assert canonical_key("head.fc.weight") == "head.fc.weight"
     assert canonical_key("backbone.model.vision_model.post_layernorm.weight") == (
@@ -104,7 +105,10 @@ def test_a_malicious_checkpoint_config_runs_nothing(tmp_path, ln_model, key, val
         value = value.replace("TOUCHED", str(touched))
     else:
         value = OmegaConf.to_container(value)
-        value["_args_"] = [str(bait) if a == "PICKLE" else a.replace("TOUCHED", str(touched)) for a in value["_args_"]]
+        value["_args_"] = [
+            str(bait) if a == "PICKLE" else a.replace("TOUCHED", str(touched))
+            for a in value["_args_"]
+        ]
     OmegaConf.update(text, key, value, force_add=True)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(text))
 
@@ -119,8 +123,14 @@ def test_dfd_evaluate_refuses_it_naming_the_key_without_a_traceback(tmp_path, ln
     text.loss = {"_target_": "pandas.read_pickle", "_args_": [str(tmp_path / "x.pkl")]}
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(text))
     proc = subprocess.run(
-        [sys.executable, "-m", "dfd.evaluate", f"checkpoint={folder}", "tracking=none",
-         f"hydra.run.dir={tmp_path / 'run'}"],
+        [
+            sys.executable,
+            "-m",
+            "dfd.evaluate",
+            f"checkpoint={folder}",
+            "tracking=none",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

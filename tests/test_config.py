@@ -13,7 +13,7 @@ GROUPS = [
     "peft",
     "head",
     "loss",
-    "preprocess",
+    "augment",
     "data",
     "trainer",
     "tracking",
@@ -29,7 +29,7 @@ ALL_OPTIONS = [(g, o) for g in GROUPS for o in _options(g)]
 
 
 def test_the_required_groups_exist():
-    for group in ["backbone", "peft", "head", "loss", "preprocess", "data", "trainer", "tracking"]:
+    for group in ["backbone", "peft", "head", "loss", "augment", "data", "trainer", "tracking"]:
         assert _options(group), f"config group {group!r} has no option"
 
 
@@ -92,9 +92,11 @@ def test_paper_experiment_is_the_recipe_of_method_md(tmp_path):
         "high",
     )
     assert cfg.seed == 42 and t.monitor == "video_auc"
-    aug = cfg.preprocess.train_augmentations
+    aug = cfg.augment.train_augmentations
     assert list(aug) == ["flip", "affine", "blur", "color_jitter", "jpeg"]
-    assert aug.flip.p == 0.5 and aug.affine.degrees == 10 and aug.affine.translate == 0.1
+    assert (
+        aug.flip.p == 0.5 and aug.affine.degrees == 10 and list(aug.affine.translate) == [0.1, 0.1]
+    )
     assert list(aug.affine.scale) == [0.9, 1.1] and list(aug.blur.sigma) == [0.1, 2.0]
     assert (aug.color_jitter.brightness, aug.color_jitter.contrast) == (0.1, 0.1)
     assert list(aug.jpeg.quality) == [40, 100]

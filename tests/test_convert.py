@@ -24,9 +24,9 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
+from dfd.build import load_detector
 from dfd.config import PROJECT_ROOT
 from dfd.convert_lightning import ConversionError, config_overrides, read_lightning_checkpoint
-from dfd.engine.checkpoint import load_detector
 
 LN = ("pre_layrnorm", "layer_norm1", "layer_norm2", "post_layernorm")
 PEFT_PREFIX = "feature_extractor.base_model.model.vision_model."

@@ -15,6 +15,7 @@ from dfd.data.demo import DATASETS, TARGETS, DemoSpec, demo_index, ensure_demo
 from dfd.data.demo.manipulate import BlendParams, blend, eye_band_mask, soft_mask
 from dfd.data.demo.render import jitter_pose, render_face, sample_identity
 from dfd.data.index import FAKE, REAL
+from dfd.data.readers import DataError
 
 # Small enough to build twice in about a second, big enough for a val split.
 SMALL = DemoSpec(frames_per_video=2, source_identities=10, target_identities=4)
@@ -117,13 +118,14 @@ def test_written_fakes_differ_from_their_real_frame_near_the_face_only(demo_root
 
 
 def test_demo_index_rejects_unknown_names(demo_root: Path) -> None:
-    with pytest.raises(ValueError, match=r"'nope'.*source.*mouth"):
+    # the same errors as every reader of the family
+    with pytest.raises(DataError, match=r"'nope'.*source.*mouth"):
         demo_index(demo_root, "nope", "test", spec=SMALL)
-    with pytest.raises(ValueError, match=r"'test'.*'source'.*train.*val"):
+    with pytest.raises(DataError, match=r"'source'.*unknown split.*'test'.*train.*val"):
         demo_index(demo_root, "source", "test", spec=SMALL)
-    with pytest.raises(ValueError, match=r"'train'.*'mouth'.*test"):
+    with pytest.raises(DataError, match=r"'mouth'.*unknown split.*'train'.*test"):
         demo_index(demo_root, "mouth", ["train"], spec=SMALL)
-    with pytest.raises(ValueError, match="on_error"):
+    with pytest.raises(DataError, match="on_error"):
         demo_index(demo_root, "mouth", "test", on_error="ignore", spec=SMALL)
 
 
@@ -131,11 +133,24 @@ def test_demo_index_reports_missing_frames(tmp_path: Path) -> None:
     folder = ensure_demo(tmp_path, SMALL)
     victim = next((folder / "eyes" / "real").rglob("*.png"))
     victim.unlink()
-    with pytest.raises(FileNotFoundError, match="regenerate"):
+    with pytest.raises(DataError, match=r"manifest.csv line \d+.*missing.*regenerate"):
         demo_index(tmp_path, "eyes", "test", spec=SMALL)
     index = demo_index(tmp_path, "eyes", "test", on_error="skip", spec=SMALL)
     assert index.skipped == {"missing_file": 1}
     assert str(victim) not in index.paths
+
+
+def test_demo_fakes_carry_their_source_video(demo_root: Path) -> None:
+    for dataset in DATASETS:
+        splits = ["train", "val"] if dataset == "source" else ["test"]
+        index = demo_index(demo_root, dataset, splits, spec=SMALL)
+        videos = set(index.video_ids)
+        for vid, label, src in zip(index.video_ids, index.labels, index.source_videos, strict=True):
+            if label == REAL:
+                assert src == ""
+            else:
+                # the identity's real video: inner/003 and swap/003_004 both come from real/003
+                assert src == f"real/{vid.split('/')[1][:3]}" and src in videos, (dataset, vid)
 
 
 def test_pretrain_script_writes_a_loadable_clip(tmp_path: Path) -> None:

@@ -1,18 +1,23 @@
 """Detector construction: exact trainable counts on the real ViT-L/14 architecture, and the
-peft x head x loss table on the tiny backbone (allowed pairs train a step, others fail at start)."""
+peft x head x loss table on the tiny backbone (allowed pairs train a step, others fail at start),
+generated from conf/peft, conf/head, conf/loss and the head each loss declares."""
 
 from __future__ import annotations
 
 import itertools
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
+from hydra import compose, initialize_config_dir
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
 
 from dfd.build import build_detector
 from dfd.engine.optim import build_optimizer
 from dfd.models.adapters import count_parameters
-from tests.conftest import compose_train
+from tests.conftest import CONF_DIR, compose_train
 
 VIT_L14_BACKBONE = 303_179_776
 HEAD_2050 = 1024 * 2 + 2
@@ -67,19 +72,58 @@ def test_lora_r8_on_q_and_v():
     assert count_parameters(model)[0] == 786_432 + HEAD_2050
 
 
-PEFTS = ["ln", "lora", "full", "linear_probe"]
-HEADS = ["linear", "linear_norm", "arcface"]
-LOSSES = ["ce", "hypersphere", "arcface"]
-ALLOWED_HEADS = {
-    "ce": {"linear", "linear_norm", "arcface"},
-    "hypersphere": {"linear_norm"},
-    "arcface": {"arcface"},
-}
-TABLE = list(itertools.product(PEFTS, HEADS, LOSSES))
+def options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """The option names of one config group: its YAML files."""
+    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize(("peft", "head", "loss"), TABLE, ids=["-".join(t) for t in TABLE])
-def test_every_combination_trains_a_step_or_fails_at_start(peft, head, loss):
+def required_head(loss: str, conf_dir: Path = CONF_DIR) -> str | None:
+    """The conf/head option a conf/loss option declares it needs (its objective's `required_head`)."""
+    return getattr(
+        get_class(OmegaConf.load(conf_dir / "loss" / f"{loss}.yaml")._target_),
+        "required_head",
+        None,
+    )
+
+
+def method_table(conf_dir: Path = CONF_DIR) -> list[tuple[str, str, str, str | None]]:
+    """Every (peft, head, loss) of conf/, with the head the loss needs: a new option file adds rows."""
+    return [
+        (peft, head, loss, required_head(loss, conf_dir))
+        for peft, head, loss in itertools.product(
+            options("peft", conf_dir), options("head", conf_dir), options("loss", conf_dir)
+        )
+    ]
+
+
+TABLE = method_table()
+
+
+def test_a_new_peft_yaml_adds_rows_to_the_table_with_no_code_change(tmp_path):
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    # a new option is one file: LoRA at rank 2 on the same modules
+    (conf / "peft" / "lora_r2.yaml").write_text(
+        "defaults:\n  - lora\n  - _self_\n\nconfig:\n  r: 2\n"
+    )
+    table = method_table(conf)
+    new = [row for row in table if row[0] == "lora_r2"]
+    assert len(table) == len(TABLE) + len(new) and len(new) == len(options("head")) * len(
+        options("loss")
+    )
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose(
+            "train", overrides=["peft=lora_r2", "backbone=tiny_clip", "backbone.pretrained=false"]
+        )
+    model, _ = build_detector(cfg)
+    lora = [n for n, p in model.named_parameters() if p.requires_grad and "lora_A" in n]
+    assert lora and all(model.get_parameter(n).shape[0] == 2 for n in lora)
+
+
+@pytest.mark.parametrize(
+    ("peft", "head", "loss", "needs"), TABLE, ids=["-".join(t[:3]) for t in TABLE]
+)
+def test_every_combination_trains_a_step_or_fails_at_start(peft, head, loss, needs):
     overrides = [
         "backbone=tiny_clip",
         "backbone.pretrained=false",
@@ -87,10 +131,9 @@ def test_every_combination_trains_a_step_or_fails_at_start(peft, head, loss):
         f"head={head}",
         f"loss={loss}",
     ]
-    if head not in ALLOWED_HEADS[loss]:
-        with pytest.raises(
-            ValueError, match=f"head={'linear_norm' if loss == 'hypersphere' else 'arcface'}"
-        ):
+    if needs is not None and head != needs:
+        # the message names the option to set, as typed on the command line
+        with pytest.raises(ValueError, match=f"set `head={needs}`"):
             _build(overrides)
         return
     torch.manual_seed(0)

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from dfd.preprocess.__main__ import dataset_alias
 from dfd.preprocess.alignment import align_face, arcface_template, transform_points
 from dfd.preprocess.errors import PreprocessError
 from dfd.preprocess.faces import build_face_detector
@@ -159,20 +158,15 @@ def test_sources_come_from_the_parent_folder_and_clashes_fail(tmp_path):
         discover_videos(tmp_path / "in", [".mp4"], [".png"], source_part=1)
 
 
-def test_dataset_word_on_the_command_line_names_the_output_folder():
-    # conf/dataset/ is a config group, so the entry point renames the override
-    assert dataset_alias(["dataset=ff", "num_workers=0"]) == ["dataset_name=ff", "num_workers=0"]
-
-
 # -- a real face ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("detector", ["blazeface", "haar"])
 def test_detectors_find_the_astronaut_landmarks(detector):
     cfg = compose_preprocess(
-        [f"preprocess/detector={detector}", "input_dir=x", "output_dir=y", "dataset_name=z"]
+        [f"faces/detector={detector}", "input_dir=x", "output_dir=y", "dataset_name=z"]
     )
-    faces = build_face_detector(cfg.preprocess.detector).detect(skimage_data.astronaut())
+    faces = build_face_detector(cfg.faces.detector).detect(skimage_data.astronaut())
     assert faces, detector
     face = max(faces, key=lambda f: f.area)
     # eye centres, nose tip and mouth corners of the astronaut (512x512), as dlib's 68 points give
@@ -182,7 +176,7 @@ def test_detectors_find_the_astronaut_landmarks(detector):
 
 def test_face_video_gives_aligned_crops_with_eyes_on_the_template(tmp_path):
     write_video(tmp_path / "in/real/000.mp4", face_frames(12))
-    manifest = run(tmp_path / "in", tmp_path / "out", "frames.num_frames=4")
+    manifest = run(tmp_path / "in", tmp_path / "out", "faces.frames.num_frames=4")
 
     crops = sorted((tmp_path / "out/ds/real/000").glob("*.png"))
     assert [c.name for c in crops] == ["000.png", "001.png", "002.png", "003.png"]
@@ -204,7 +198,9 @@ def test_truncated_video_with_a_wrong_frame_count_still_works(tmp_path):
     truncated = tmp_path / "in/real/000.avi"
     truncated.parent.mkdir(parents=True)
     truncated.write_bytes(data[: len(data) // 2])  # header still says 30 frames
-    entry = run(tmp_path / "in", tmp_path / "out", "frames.num_frames=3")["videos"]["real/000"]
+    entry = run(tmp_path / "in", tmp_path / "out", "faces.frames.num_frames=3")["videos"][
+        "real/000"
+    ]
     assert entry["status"] == "done", entry
     assert entry["frames_total"] < 30 and "container reports 30 frames" in entry["note"]
     assert entry["frame_indices"][-1] == entry["frames_total"] - 1
@@ -232,8 +228,8 @@ def test_acceptance_three_videos_cli_then_rerun_skips_the_finished_one(tmp_path)
     out = tmp_path / "out"
     cli = [
         *(sys.executable, "-m", "dfd.preprocess"),
-        *(f"input_dir={tmp_path / 'in'}", f"output_dir={out}", "dataset=acc"),
-        *("num_workers=1", "frames.num_frames=4"),
+        *(f"input_dir={tmp_path / 'in'}", f"output_dir={out}", "dataset_name=acc"),
+        *("num_workers=1", "faces.frames.num_frames=4"),
     ]
 
     first = subprocess.run(cli, cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -254,7 +250,7 @@ def test_acceptance_three_videos_cli_then_rerun_skips_the_finished_one(tmp_path)
     stamp = (out / "acc/real/000/000.png").stat().st_mtime_ns
     (out / ".partial/acc/DF/000_003/frames").mkdir(parents=True)
     (out / ".partial/acc/DF/000_003/frames/000.png").write_bytes(b"half")
-    manifest = run(tmp_path / "in", out, "dataset_name=acc", "frames.num_frames=4")
+    manifest = run(tmp_path / "in", out, "dataset_name=acc", "faces.frames.num_frames=4")
     assert manifest["last_run"]["previously_done"] == 1
     assert manifest["last_run"]["failed"] == 2
     assert (out / "acc/real/000/000.png").stat().st_mtime_ns == stamp
@@ -262,7 +258,7 @@ def test_acceptance_three_videos_cli_then_rerun_skips_the_finished_one(tmp_path)
     assert not (out / ".partial/acc/DF/000_003").exists()
 
     with pytest.raises(ValueError, match="other settings"):
-        run(tmp_path / "in", out, "dataset_name=acc", "frames.num_frames=8")
+        run(tmp_path / "in", out, "dataset_name=acc", "faces.frames.num_frames=8")
 
 
 # -- bad input ------------------------------------------------------------------------------
@@ -309,25 +305,25 @@ def test_bad_image_raises_naming_the_file(tmp_path):
 def test_missing_weights_or_runtime_errors_say_what_to_do(
     tmp_path, monkeypatch, detector, module, download, package
 ):
-    base = [f"preprocess/detector={detector}", "input_dir=x", "output_dir=y", "dataset_name=z"]
+    base = [f"faces/detector={detector}", "input_dir=x", "output_dir=y", "dataset_name=z"]
 
     cfg = compose_preprocess(base)  # weights_path unset
-    with pytest.raises(FileNotFoundError, match="preprocess.detector.weights_path") as err:
-        build_face_detector(cfg.preprocess.detector)
+    with pytest.raises(FileNotFoundError, match="faces.detector.weights_path") as err:
+        build_face_detector(cfg.faces.detector)
     assert download in str(err.value)
 
     missing = tmp_path / "nowhere.bin"
-    cfg = compose_preprocess([*base, f"preprocess.detector.weights_path={missing}"])
+    cfg = compose_preprocess([*base, f"faces.detector.weights_path={missing}"])
     with pytest.raises(FileNotFoundError, match=str(missing)) as err:
-        build_face_detector(cfg.preprocess.detector)
+        build_face_detector(cfg.faces.detector)
     assert download in str(err.value)
 
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"0")
     monkeypatch.setitem(sys.modules, module, None)  # as if the runtime were not installed
-    cfg = compose_preprocess([*base, f"preprocess.detector.weights_path={weights}"])
+    cfg = compose_preprocess([*base, f"faces.detector.weights_path={weights}"])
     with pytest.raises(ModuleNotFoundError, match=package):
-        build_face_detector(cfg.preprocess.detector)
+        build_face_detector(cfg.faces.detector)
 
 
 def test_missing_input_dir_fails_before_any_work(tmp_path):
@@ -336,3 +332,14 @@ def test_missing_input_dir_fails_before_any_work(tmp_path):
     (tmp_path / "in").mkdir()
     with pytest.raises(ValueError, match="inside input_dir"):
         run(tmp_path / "in", tmp_path / "in/out")
+
+
+def test_nothing_produced_fails_saying_how_many_failed_and_why(tmp_path):
+    write_video(tmp_path / "in/DF/000_003.mp4", noise_frames(6))
+    (tmp_path / "in/DF/001_870.mp4").write_bytes(b"")
+    with pytest.raises(PreprocessError, match="nothing was produced") as err:
+        run(tmp_path / "in", tmp_path / "out", "faces.frames.num_frames=2")
+    assert "all 2 videos failed (1 empty_file, 1 no_face)" in str(err.value)
+    assert str(tmp_path / "out/ds/manifest.json") in str(err.value)
+    # the manifest is written all the same
+    assert json.loads((tmp_path / "out/ds/manifest.json").read_text())["summary"]["failed"] == 2

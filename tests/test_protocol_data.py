@@ -239,3 +239,24 @@ def test_demo_source_train_and_val_are_disjoint_by_video_and_identity(tmp_path, 
         for video, label in index.video_labels().items():
             by_identity.setdefault(identity(video), set()).add(label)
         assert all(labels == {REAL, FAKE} for labels in by_identity.values())
+
+
+def test_frame_order_compares_frame_numbers_as_numbers():
+    # unpadded names (0.png ... 11.png) and videos past 999 frames keep their frame order
+    from dfd.data.index import FrameIndex
+
+    for names in ([f"{i}.png" for i in range(12)], [f"{i:03d}.png" for i in range(995, 1007)]):
+        rows = [
+            {
+                "path": f"/d/real/v/{n}",
+                "label": 0,
+                "video_id": "real/v",
+                "source": "real",
+                "split": "test",
+            }
+            for n in reversed(names)
+        ]
+        kept = FrameIndex.from_rows("x", rows).frames_per_video(4)
+        assert sorted(kept.paths, key=lambda p: int(p.rsplit("/", 1)[1][:-4])) == [
+            f"/d/real/v/{names[i]}" for i in (0, 4, 7, 11)
+        ]

@@ -235,6 +235,9 @@ def test_dfdc_labels_csv_and_training_metadata(tmp_path):
         "dfdc_train_part_0/ddd": 0,
     }
     assert set(both.split("train").video_ids) == {"dfdc_train_part_0/ccc", "dfdc_train_part_0/ddd"}
+    # a training fake's metadata names the real video it was made from
+    linked = dict(zip(both.video_ids, both.source_videos, strict=True))
+    assert linked["dfdc_train_part_0/ccc"] == "dfdc_train_part_0/ddd" and linked["test/aaa"] == ""
     with pytest.raises(DataError, match="train_metadata"):
         read_dfdc(root, csv_path, split="train")
 
@@ -664,3 +667,48 @@ def test_ff_cross_train_and_val_read_the_official_splits(tmp_path):
     assert set(train.splits) == {"train"} and set(val.splits) == {"val"}
     assert not set(train.video_ids) & set(val.video_ids)
     assert set(train.sources) == {"real", "DF", "F2F", "FS", "NT"}
+
+
+# ---------------------------------------------------------------- data.verify=decode
+
+
+def test_verify_decode_finds_bad_frames_when_the_index_is_built(tmp_path, caplog):
+    make_lists(tmp_path)
+    good = sorted((tmp_path / "datasets" / "FF").rglob("*.png"))
+    zero, truncated, text = good[1], good[3], good[6]
+    zero.write_bytes(b"")
+    truncated.write_bytes(good[0].read_bytes()[:40])
+    text.write_text("not a png")
+    args = ({"test": "config/datasets/FF/test"}, tmp_path)
+    # without verification the index holds them (they fail only when loaded)
+    assert len(read_filelist(*args)) == 8
+    with pytest.raises(
+        DataError, match=rf"frame {zero}: cannot be decoded.*unreadable.*Fix: re-run"
+    ):
+        read_filelist(*args, verify="decode")
+    cache = tmp_path / "cache"
+    caplog.set_level(logging.INFO, logger="dfd.data.cache")
+    idx = read_filelist(*args, verify="decode", on_error="skip", cache_dir=cache)
+    assert idx.skipped == {"unreadable": 3} and len(idx) == 5
+    assert {str(zero), str(truncated), str(text)}.isdisjoint(idx.paths)
+    # cached with the index: the second read neither decodes again nor loses the counts
+    again = read_filelist(*args, verify="decode", on_error="skip", cache_dir=cache)
+    assert _cache_events(caplog)[-1] == "index cache hit" and again.skipped == {"unreadable": 3}
+    with pytest.raises(DataError, match="verify must be one of"):
+        read_filelist(*args, verify="yes")
+
+
+def test_verify_decode_through_the_config(tmp_path):
+    make_lists(tmp_path)
+    (tmp_path / "datasets" / "FF" / "real" / "000" / "000.png").write_bytes(b"")
+    cfg = compose_train(
+        [
+            "data=filelist",
+            "data.verify=decode",
+            "data.on_error=skip",
+            f"paths.data_dir={tmp_path}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            "data.test.cdf_v2.lists.test=config/datasets/FF/test",
+        ]
+    )
+    assert instantiate(cfg.data.test.cdf_v2).skipped == {"unreadable": 1}

@@ -30,7 +30,7 @@ def _overrides(tmp, cache, uri):
         "tracking.log_plots=false",
         # slerp draws from torch's RNG every step: resume must restore it exactly
         "loss.slerp=true",
-        "preprocess=paper",  # augmentations: per (seed, epoch, frame) streams
+        "augment=paper",  # augmentations: per (seed, epoch, frame) streams
         "~data.test.eyes",
         "~data.test.swap",
         "~data.test.jpeg",

@@ -57,3 +57,30 @@ def test_inactive_tracker_writes_nothing(tmp_path):
 
 def test_flatten_nested():
     assert flatten({"x": {"y": {"z": 1}}, "e": {}}) == {"x.y.z": "1", "e": "{}"}
+
+
+_START = """
+import sys
+from dfd.tracking import Tracker
+t = Tracker(uri=sys.argv[1], experiment="dfd")
+t.start()
+t.end("FINISHED")
+"""
+
+
+def test_processes_starting_together_on_a_new_sqlite_store_all_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path}/new/mlflow.db"  # does not exist yet: the first touch migrates it
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _START, uri], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["dfd"], output_format="list")
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
+    exp = mlflow.get_experiment_by_name("dfd")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -50,7 +50,9 @@ def test_user_command_trains_and_logs_every_target(tmp_path, demo_cache):
     from mlflow.artifacts import download_artifacts
     from sklearn.metrics import roc_auc_score
 
-    folder = download_artifacts(run_id=run.info.run_id, artifact_path="predictions", dst_path=str(tmp_path / "dl"))
+    folder = download_artifacts(
+        run_id=run.info.run_id, artifact_path="predictions", dst_path=str(tmp_path / "dl")
+    )
     for name in targets:
         frames = pd.read_parquet(f"{folder}/{name}.parquet")
         assert list(frames.columns)[:5] == ["path", "video_id", "source", "label", "p_fake"]

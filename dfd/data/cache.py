@@ -26,8 +26,9 @@ from dfd.data.index import FrameIndex
 
 log = logging.getLogger(__name__)
 
-# Bump when a reader's output for the same inputs changes, so that old caches are not reused.
-CACHE_VERSION = 1
+# Bump when a reader's output for the same inputs changes, so that old caches are not reused
+# (2: the source_video column).
+CACHE_VERSION = 2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _FINGERPRINT_KEY = b"dfd.fingerprint"
 
@@ -142,7 +143,7 @@ def cached_index(
     if cache_dir is None:
         return build(DirScanner())
     key = cache_key(reader, params, inputs)
-    name = str(params.get("name", reader))
+    name = str(params.get("name") or reader)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     path = Path(cache_dir) / f"{safe}-{reader}-{key[:24]}.parquet"
     if path.is_file():

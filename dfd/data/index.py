@@ -7,6 +7,7 @@ lazily by `dfd.data.frames.FrameDataset`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,7 +18,13 @@ if TYPE_CHECKING:  # pyarrow is only needed by the index cache
     import pyarrow as pa
 
 REAL, FAKE = 0, 1
-COLUMNS = ("path", "label", "video_id", "source", "split")
+_DIGITS = re.compile(r"(\d+)")
+COLUMNS = ("path", "label", "video_id", "source", "split", "source_video")
+
+
+def natural_key(path: str) -> tuple:
+    """A sort key that compares runs of digits as numbers: frame 10 comes after frame 9."""
+    return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(path))
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,9 @@ class FrameIndex:
         sources: source or manipulation name (``real``, ``DF``, ``Celeb-synthesis``...).
         splits: split name of each frame (``train``, ``val``, ``test``).
         skipped: counts of items a reader skipped, by reason (``data.on_error=skip``).
+        source_videos: for a fake frame, the video id of the real video it was made from
+            (``real/000`` for ``DF/000_003``), when the dataset defines it; ``""`` for real
+            frames and for fakes whose source is unknown. `dfd.data.sampling` pairs on it.
     """
 
     name: str
@@ -42,14 +52,18 @@ class FrameIndex:
     sources: list[str]
     splits: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
+    source_videos: list[str] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
+        if self.source_videos is None:
+            object.__setattr__(self, "source_videos", [""] * n)
         lengths = {
             "labels": len(self.labels),
             "video_ids": len(self.video_ids),
             "sources": len(self.sources),
             "splits": len(self.splits),
+            "source_videos": len(self.source_videos),
         }
         bad = {k: v for k, v in lengths.items() if v != n}
         if bad:
@@ -80,6 +94,7 @@ class FrameIndex:
             sources=[r["source"] for r in rows],
             splits=[r["split"] for r in rows],
             skipped=dict(skipped or {}),
+            source_videos=[r.get("source_video") or "" for r in rows],
         )
 
     def select(self, mask: np.ndarray, name: str | None = None) -> FrameIndex:
@@ -93,6 +108,7 @@ class FrameIndex:
             sources=[self.sources[i] for i in idx],
             splits=[self.splits[i] for i in idx],
             skipped=dict(self.skipped),
+            source_videos=[self.source_videos[i] for i in idx],
         )
 
     def split(self, *names: str) -> FrameIndex:
@@ -107,7 +123,12 @@ class FrameIndex:
         return self.select(mask)
 
     def frames_per_video(self, limit: int | None) -> FrameIndex:
-        """Keep at most `limit` frames per video, evenly spaced over the video's frames (in path order)."""
+        """Keep at most `limit` frames per video, evenly spaced over the video's frames.
+
+        Frames are ordered by path with digit runs compared as numbers (``9.png`` before
+        ``10.png``, ``999.png`` before ``1000.png``), so unpadded and long videos keep their
+        frame order; positions are ``round(linspace(0, n - 1, limit))``.
+        """
         if limit is None:
             return self
         by_video: dict[str, list[int]] = {}
@@ -115,7 +136,7 @@ class FrameIndex:
             by_video.setdefault(v, []).append(i)
         keep: list[int] = []
         for rows in by_video.values():
-            rows.sort(key=lambda i: self.paths[i])
+            rows.sort(key=lambda i: natural_key(self.paths[i]))
             if len(rows) <= limit:
                 keep.extend(rows)
             else:
@@ -160,6 +181,7 @@ class FrameIndex:
                 "video_id": pa.array(self.video_ids, pa.string()).dictionary_encode(),
                 "source": pa.array(self.sources, pa.string()).dictionary_encode(),
                 "split": pa.array(self.splits, pa.string()).dictionary_encode(),
+                "source_video": pa.array(self.source_videos, pa.string()).dictionary_encode(),
             }
         )
         meta = {b"dfd.name": self.name.encode(), b"dfd.skipped": json.dumps(self.skipped).encode()}
@@ -189,4 +211,5 @@ class FrameIndex:
             sources=strings("source"),
             splits=strings("split"),
             skipped=json.loads(meta.get(b"dfd.skipped", b"{}")),
+            source_videos=strings("source_video") if "source_video" in table.column_names else None,
         )

@@ -7,35 +7,15 @@ ran before, so a resumed run sees exactly the batches the uninterrupted run woul
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Mapping
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from dfd.data.frames import FrameDataset, FrameTransform
+from dfd.data.frames import FrameDataset, FrameTransform, collate_frames
 from dfd.data.index import FrameIndex
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """A random permutation of ``range(n)`` drawn from a generator seeded by (seed, epoch)."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        yield from torch.randperm(self.n, generator=g).tolist()
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit seed for one (seed, epoch) pair, distinct across pairs."""
-    return (int(seed) * 1_000_003 + int(epoch)) & 0x7FFF_FFFF_FFFF_FFFF
+from dfd.data.sampling import batch_sampler, epoch_seed
 
 
 def _one_thread_per_worker(worker_id: int) -> None:
@@ -58,21 +38,22 @@ def make_loader(
     seed: int,
     *,
     on_error: str = "raise",
+    sampler: Mapping[str, Any] | None = None,
     prefetch_factor: int | None = None,
 ) -> DataLoader:
     """A DataLoader over lazily loaded frames.
 
-    Training shuffles with `EpochShuffleSampler` (advance it with `set_loader_epoch`) and
-    drops the last partial batch; evaluation keeps the index order and every frame.
+    Training draws its batches from the `data.sampler` option (`sampler`, a partial config;
+    None = plain shuffling), advanced with `set_loader_epoch`, and drops the last partial
+    batch; evaluation keeps the index order and every frame.
     """
-    # TODO(pipeline merge): FrameDataset(..., on_error=on_error) with collate_frames
-    dataset = FrameDataset(index, transform, seed=seed)
+    dataset = FrameDataset(index, transform, seed=seed, on_error=on_error)
     if train and len(dataset) < batch_size:
         raise ValueError(
             f"training set {index.name!r} has {len(dataset)} frames, fewer than "
             f"trainer.batch_size={batch_size}: lower trainer.batch_size or add data"
         )
-    sampler = EpochShuffleSampler(len(dataset), seed) if train else None
+    batches = batch_sampler(sampler, index, batch_size, seed, drop_last=True) if train else None
     workers = {}
     if num_workers > 0:
         workers = {
@@ -82,16 +63,15 @@ def make_loader(
         }
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=train,
+        **({"batch_sampler": batches} if train else {"batch_size": batch_size}),
         num_workers=num_workers,
         # re-seeded every epoch by set_loader_epoch: worker seeds depend on (seed, epoch) only
         generator=torch.Generator().manual_seed(seed),
+        collate_fn=collate_frames,
         pin_memory=torch.cuda.is_available(),
         **workers,
     )
-    loader.epoch_sampler = sampler
+    loader.epoch_sampler = batches
     return loader
 
 

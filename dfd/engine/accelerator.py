@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from accelerate.utils import DataLoaderConfiguration
 
 
 def make_accelerator(
@@ -23,5 +24,9 @@ def make_accelerator(
     # The process group (PartialState) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(
-        mixed_precision=precision, gradient_accumulation_steps=grad_accum_steps, cpu=cpu
+        mixed_precision=precision,
+        gradient_accumulation_steps=grad_accum_steps,
+        cpu=cpu,
+        # batches come from pinned memory on a GPU box: copy them without blocking the host
+        dataloader_config=DataLoaderConfiguration(non_blocking=not cpu),
     )

@@ -181,23 +181,3 @@ def resolve_checkpoint_config(cfg: DictConfig, output_dir: Path | str, source: s
         raise CheckpointError(f"{source}: its config does not resolve here: {err}") from err
     check_trusted(cfg, source)
     return cfg
-
-
-def load_detector(folder: Path, output_dir: Path | str | None = None):
-    """Rebuild a checkpoint's detector from its trusted config and load its tensors.
-
-    Returns ``(detector, cfg)`` with the detector in eval mode on the CPU. A backbone built
-    at random (``backbone.pretrained=false``) gets its frozen weights back from the
-    training seed, as training built them.
-    """
-    from accelerate.utils import set_seed
-
-    from dfd.build import build_detector
-
-    folder = Path(folder).expanduser()
-    state, raw = read_checkpoint(folder)
-    cfg = resolve_checkpoint_config(raw, output_dir or folder, str(folder / CONFIG))
-    set_seed(int(cfg.seed))
-    model, _ = build_detector(cfg)
-    load_trainable(model, state, source=str(folder))
-    return model.eval(), cfg

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from dfd.data.index import FrameIndex
 from dfd.metrics import detection_metrics
+from dfd.progress import progress
 
 
 def predict(
@@ -27,13 +27,17 @@ def predict(
     detector = accelerator.unwrap_model(task).detector
     detector.eval()
     scored, bad = [], []
-    bar = tqdm(
+    bar = progress(
         loader, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True
     )
     with torch.inference_mode():
         for batch in bar:
-            with accelerator.autocast():
-                p = detector.fake_probability(batch["pixel_values"])
+            x = batch["pixel_values"]
+            if x.shape[0]:
+                with accelerator.autocast():
+                    p = detector.fake_probability(x)
+            else:  # every frame of the batch was unreadable
+                p = torch.zeros(0, device=x.device)
             rows = torch.stack([batch["index"].double(), p.double()], dim=1)  # (B, 2)
             scored.append(_gather_rows(accelerator, rows))
             if "unreadable" in batch:

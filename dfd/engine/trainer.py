@@ -27,6 +27,7 @@ from dfd.engine.checkpoint import load_trainable, trainable_state
 from dfd.engine.inference import evaluate
 from dfd.engine.resume import ResumeState, optimizer_state_dict, set_rng_state
 from dfd.engine.task import DetectionTask
+from dfd.progress import progress
 
 
 def is_improvement(value: float, best: float | None) -> bool:
@@ -68,7 +69,7 @@ class Trainer:
     log_every_steps: int = 50
     aggregate: str = "mean"  # video score from frame scores: mean | median
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
-    progress: EpochProgress = field(default_factory=EpochProgress)
+    position: EpochProgress = field(default_factory=EpochProgress)
     unreadable: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
     @property
@@ -82,18 +83,18 @@ class Trainer:
             self._validate()
         else:
             self._restore(resume)
-        while run.step < self.total_steps and self.progress.epoch <= self.max_epochs:
+        while run.step < self.total_steps and self.position.epoch <= self.max_epochs:
             stats = self._train_epoch()
-            run.epoch = self.progress.epoch
+            run.epoch = self.position.epoch
             self.callbacks.on_train_epoch_end(run, stats)
             self._validate()
-            self.progress = EpochProgress(epoch=run.epoch + 1)
+            self.position = EpochProgress(epoch=run.epoch + 1)
             if run.stop_training:
                 break
         self.callbacks.on_fit_end(run)
 
     def _train_epoch(self) -> dict[str, float]:
-        acc, run, prog = self.accelerator, self.run, self.progress
+        acc, run, prog = self.accelerator, self.run, self.position
         self.task.train()
         set_loader_epoch(self.epoch_loader, prog.epoch)
         loader = self.train_loader
@@ -108,7 +109,7 @@ class Trainer:
             loader.set_epoch(prog.epoch)
         running = torch.zeros((), device=acc.device)  # summed on device: no host sync per step
         since_log = 0
-        bar = tqdm(
+        bar = progress(
             loader,
             desc=f"epoch {prog.epoch}/{self.max_epochs}",
             total=len(self.train_loader),
@@ -117,6 +118,10 @@ class Trainer:
         )
         for batch in bar:
             self._note_unreadable("train", batch)
+            if batch["pixel_values"].shape[0] == 0:
+                # every frame of the batch was unreadable (data.on_error=skip): nothing to learn
+                prog.batches += 1
+                continue
             with acc.accumulate(self.task), acc.autocast():
                 out = self.task(batch["pixel_values"], batch["label"])
                 acc.backward(out["loss"])
@@ -150,7 +155,7 @@ class Trainer:
         value = float(value)
         if not math.isfinite(value):
             raise FloatingPointError(
-                f"{what} became {value} in epoch {self.progress.epoch} (step {self.run.step}): "
+                f"{what} became {value} in epoch {self.position.epoch} (step {self.run.step}): "
                 f"lower trainer.optimizer.lr or check the data"
             )
         return value
@@ -184,7 +189,7 @@ class Trainer:
         """What the resume state of this moment holds (tensors and JSON-ready info)."""
         from dfd.engine.resume import optimizer_tensors
 
-        run, prog = self.run, self.progress
+        run, prog = self.run, self.position
         opt_tensors, opt_rest = optimizer_tensors(self.optimizer)
         mid_epoch = 0 < prog.batches < len(self.train_loader) and run.step < self.total_steps
         info = {
@@ -228,8 +233,8 @@ class Trainer:
         run.best_val = dict(info["best_val"])
         for role, rows in info["unreadable"].items():
             self.unreadable[role].update(rows)
-        self.progress = EpochProgress(epoch=info["next_epoch"], batches=info["batches_in_epoch"])
+        self.position = EpochProgress(epoch=info["next_epoch"], batches=info["batches_in_epoch"])
         for k, v in info["sums"].items():
-            self.progress.sums[k] = torch.tensor(v, device=self.accelerator.device)
+            self.position.sums[k] = torch.tensor(v, device=self.accelerator.device)
         # last: the RNG streams continue exactly where the interrupted run left them
         set_rng_state(state.rng(self.accelerator.process_index))

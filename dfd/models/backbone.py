@@ -15,7 +15,10 @@ from typing import Any
 import torch
 import transformers
 from hydra.utils import get_class
+from omegaconf import OmegaConf
 from torch import nn
+
+from dfd.hub import hub_reachable, in_hub_cache
 
 
 @dataclass(frozen=True)
@@ -127,13 +130,41 @@ def build_backbone(
         model, processor = _load_pretrained(cls, name_or_path)
         spec = InputSpec.from_processor(processor)
     else:
-        arch = dict(architecture)
+        # transformers configs compare and serialize plain lists (ConvNeXt's hidden_sizes,
+        # depths), not the ListConfig Hydra hands over
+        arch = _plain(architecture)
         model_type = arch.pop("model_type")
         config = transformers.AutoConfig.for_model(model_type, **arch)
         model = cls(config)
-        spec = InputSpec.from_processor(_ProcessorFields(**dict(image_processor)))
-    feature_dim = int(model.config.hidden_size)
-    return VisionBackbone(model, spec, feature_dim, layernorm_modules, feature, name)
+        spec = InputSpec.from_processor(_ProcessorFields(**_plain(image_processor)))
+    feature_dim = feature_dim_of(model.config, name)
+    return VisionBackbone(model, spec, feature_dim, list(layernorm_modules), feature, name)
+
+
+def _plain(value: Any) -> Any:
+    """Hydra's DictConfig/ListConfig, at any depth, as plain dicts and lists."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def feature_dim_of(config: Any, name: str = "backbone") -> int:
+    """Width of the pooled feature from a model config: ``hidden_size`` (ViTs: CLIP, DINOv2,
+    SigLIP), else the last stage's width ``hidden_sizes[-1]`` (ConvNeXt, ResNet-style models,
+    whose ``pooler_output`` pools the last stage)."""
+    if getattr(config, "hidden_size", None):
+        return int(config.hidden_size)
+    sizes = getattr(config, "hidden_sizes", None)
+    if sizes:
+        return int(sizes[-1])
+    raise ValueError(
+        f"backbone {name!r}: cannot tell the feature width from {type(config).__name__} (neither "
+        f"hidden_size nor hidden_sizes). Fix: use a model whose config has one of them"
+    )
 
 
 @dataclass
@@ -158,16 +189,29 @@ def _load_pretrained(cls: type, name_or_path: str) -> tuple[nn.Module, Any]:
             f"backbone.name_or_path={name_or_path!r} is not a folder. Pass a folder written by "
             f"`save_pretrained` (config.json, model.safetensors, preprocessor_config.json) or a hub id."
         )
+    fix = (
+        f"Offline, download them on a machine with internet (`hf download {name_or_path} "
+        f"--local-dir <folder>`), copy the folder here and pass `backbone.name_or_path=<folder>`; "
+        f"or use `backbone.pretrained=false` for random weights."
+    )
+    local_only = False
+    if not looks_local and not hub_reachable():
+        # without this check, from_pretrained retries the hub for ~45 s before failing
+        if not in_hub_cache(name_or_path):
+            raise OSError(
+                f"could not load backbone weights {name_or_path!r}: the Hugging Face hub cannot "
+                f"be reached and they are not in the local cache. {fix}"
+            )
+        local_only = True
     try:
         # fp32 master weights: mixed precision is Accelerate's job, not the checkpoint's
-        model = cls.from_pretrained(source, dtype=torch.float32)
-        processor = transformers.AutoImageProcessor.from_pretrained(source)
+        model = cls.from_pretrained(source, dtype=torch.float32, local_files_only=local_only)
+        processor = transformers.AutoImageProcessor.from_pretrained(
+            source, local_files_only=local_only
+        )
     except OSError as err:
         raise OSError(
             f"could not load backbone weights {name_or_path!r} ({err.__class__.__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). Offline, download them on a machine "
-            f"with internet (`hf download {name_or_path} --local-dir <folder>`), copy the folder "
-            f"here and pass `backbone.name_or_path=<folder>`; or use `backbone.pretrained=false` "
-            f"for random weights."
+            f"{str(err).splitlines()[0] if str(err) else ''}). {fix}"
         ) from err
     return model, processor

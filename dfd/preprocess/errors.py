@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dfd.errors import UserError
+
 # Reason codes: the keys of the manifest's `skipped` counts.
 EMPTY_FILE = "empty_file"  # zero bytes
 UNREADABLE_VIDEO = "unreadable_video"  # OpenCV cannot open it or decode any frame
@@ -24,5 +26,6 @@ class InputItemError(Exception):
         return (type(self), (self.path, self.reason, self.detail))
 
 
-class PreprocessError(RuntimeError):
-    """Raised under ``on_error=raise`` with the first bad item's message."""
+class PreprocessError(UserError):
+    """Raised under ``on_error=raise`` with the first bad item's message, or when no video
+    of the input gave a crop."""

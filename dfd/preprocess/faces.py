@@ -40,7 +40,7 @@ class FaceDetector(ABC):
 
     Implementations load their models in ``__init__`` (so a missing file or runtime fails
     when the detector is built, before any video is read) and are built from
-    ``conf/preprocess/detector/*.yaml`` with `hydra.utils.instantiate`.
+    ``conf/faces/detector/*.yaml`` with `hydra.utils.instantiate`.
     """
 
     @abstractmethod
@@ -48,18 +48,21 @@ class FaceDetector(ABC):
         """All faces found in an RGB uint8 image of shape (H, W, 3), any order."""
 
 
+def by_size(faces: list[Face]) -> list[Face]:
+    """`faces` largest box first (ties: the higher score; then detector order)."""
+    return sorted(faces, key=lambda f: (f.area, f.score), reverse=True)
+
+
 def largest_face(faces: list[Face]) -> Face | None:
     """The face with the largest box (ties: the higher score), as DeepfakeBench keeps.
 
     DeepfakeBench keeps ``max(faces, key=width * height)`` of dlib's detections.
     """
-    if not faces:
-        return None
-    return max(faces, key=lambda f: (f.area, f.score))
+    return by_size(faces)[0] if faces else None
 
 
 def build_face_detector(cfg: Mapping[str, Any]) -> FaceDetector:
-    """Instantiate the ``preprocess.detector`` config (a mapping with ``_target_``).
+    """Instantiate the ``faces.detector`` config (a mapping with ``_target_``).
 
     Hydra wraps an exception raised inside a constructor in an InstantiationException;
     the backend's own error says which file is missing or which package to install, so that
@@ -73,7 +76,7 @@ def build_face_detector(cfg: Mapping[str, Any]) -> FaceDetector:
         raise
     if not isinstance(detector, FaceDetector):
         raise TypeError(
-            f"preprocess.detector._target_={cfg.get('_target_')!r} built a "
+            f"faces.detector._target_={cfg.get('_target_')!r} built a "
             f"{type(detector).__name__}, not a FaceDetector"
         )
     return detector

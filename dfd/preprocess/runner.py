@@ -15,15 +15,16 @@ from typing import Any
 
 import cv2
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from dfd import __version__
 from dfd.preprocess.errors import PreprocessError
-from dfd.preprocess.extract import ExtractSettings, OutputDirs, VideoResult, process_video
-from dfd.preprocess.faces import FaceDetector, build_face_detector
+from dfd.preprocess.extract import OutputDirs, VideoResult, process_video
+from dfd.preprocess.faces import build_face_detector
 from dfd.preprocess.inputs import VideoJob, discover_videos
 from dfd.preprocess.manifest import FORMAT, MANIFEST_NAME, load_manifest, summarize, write_manifest
-from dfd.preprocess.sampling import SAMPLING_MODES
+from dfd.preprocess.pipeline import FacePipeline, FaceSettings, detector_config
+from dfd.progress import progress
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("raise", "skip")
@@ -39,59 +40,39 @@ def _resolve(path: str) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def settings_from_config(cfg: DictConfig) -> ExtractSettings:
-    """`ExtractSettings` from the composed config, each value checked with a message naming its key."""
-    if cfg.on_error not in ON_ERROR:
-        raise ValueError(f"on_error={cfg.on_error!r} must be one of {ON_ERROR}")
-    if cfg.frames.mode not in SAMPLING_MODES:
-        raise ValueError(f"frames.mode={cfg.frames.mode!r} must be one of {SAMPLING_MODES}")
-    for key in ("frames.num_frames", "frames.stride", "align.size"):
-        if int(OmegaConf.select(cfg, key)) <= 0:
-            raise ValueError(f"{key}={OmegaConf.select(cfg, key)} must be a positive integer")
-    if float(cfg.align.scale) < 1.0:
-        raise ValueError(f"align.scale={cfg.align.scale} must be >= 1 (1.3 in DeepfakeBench)")
-    return ExtractSettings(
-        mode=cfg.frames.mode,
-        num_frames=int(cfg.frames.num_frames),
-        stride=int(cfg.frames.stride),
-        size=int(cfg.align.size),
-        scale=float(cfg.align.scale),
-        redetect=bool(cfg.align.redetect),
-        on_error=cfg.on_error,
-        image_extensions=tuple(cfg.image_extensions),
-    )
-
-
-def _output_settings(cfg: DictConfig, settings: ExtractSettings) -> dict[str, Any]:
+def _output_settings(cfg: DictConfig, settings: FaceSettings) -> dict[str, Any]:
     """The settings that decide the crops, as recorded in the manifest."""
-    detector = OmegaConf.to_container(cfg.preprocess.detector, resolve=True)
+    detector = detector_config(cfg.faces)
     detector.pop("num_threads", None)  # speed only
     fields = asdict(settings)
-    for key in ("on_error", "image_extensions"):
+    for key in ("image_extensions", "video_extensions"):
         fields.pop(key)
     return {**fields, "detector": detector}
 
 
-# One detector per worker process, built once by the pool initializer: building it per video
-# would reload the models each time, and detectors cannot be pickled into the pool.
+# One pipeline per worker process, built once by the pool initializer: building it per video
+# would reload the detector's models each time, and detectors cannot be pickled into the pool.
 _worker_state: dict[str, Any] = {}
 
 
-def _init_worker(detector_cfg: dict, settings: ExtractSettings, dirs: OutputDirs) -> None:
+def _init_worker(
+    detector_cfg: dict, settings: FaceSettings, on_error: str, dirs: OutputDirs
+) -> None:
     cv2.setNumThreads(1)  # the pool already uses the cores; OpenCV threads would oversubscribe
-    _worker_state.update(detector=build_face_detector(detector_cfg), settings=settings, dirs=dirs)
+    pipeline = FacePipeline(build_face_detector(detector_cfg), settings)
+    _worker_state.update(pipeline=pipeline, on_error=on_error, dirs=dirs)
 
 
 def _work(job: VideoJob) -> VideoResult:
     state = _worker_state
-    return process_video(job, state["detector"], state["settings"], state["dirs"])
+    return process_video(job, state["pipeline"], state["on_error"], state["dirs"])
 
 
 def _run_jobs(
     jobs: list[VideoJob],
-    detector: FaceDetector,
+    pipeline: FacePipeline,
     detector_cfg: dict,
-    settings: ExtractSettings,
+    on_error: str,
     dirs: OutputDirs,
     num_workers: int,
 ) -> Iterator[VideoResult]:
@@ -102,12 +83,15 @@ def _run_jobs(
     """
     if num_workers == 0:
         for job in jobs:
-            yield process_video(job, detector, settings, dirs)
+            yield process_video(job, pipeline, on_error, dirs)
         return
     # spawn: fresh workers, no copied locks or threads of the parent (and the macOS default)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        num_workers, context, initializer=_init_worker, initargs=(detector_cfg, settings, dirs)
+        num_workers,
+        context,
+        initializer=_init_worker,
+        initargs=(detector_cfg, pipeline.settings, on_error, dirs),
     ) as pool:
         pending: set[Future] = set()
         queue = iter(jobs)
@@ -216,25 +200,27 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
     ``<output_dir>/<dataset>/manifest.json`` -- also when stopped by an error or Ctrl-C.
     Under ``on_error=raise`` the first bad video raises `PreprocessError` naming it.
     """
-    settings = settings_from_config(cfg)
+    if cfg.on_error not in ON_ERROR:
+        raise ValueError(f"on_error={cfg.on_error!r} must be one of {ON_ERROR}")
+    settings = FaceSettings.from_config(cfg.faces)
     input_dir, dataset, dirs = _check_paths(cfg)
     num_workers = int(cfg.num_workers)
     if num_workers < 0:
         raise ValueError(f"num_workers={num_workers} must be >= 0 (0 = no worker processes)")
-    detector_cfg = OmegaConf.to_container(cfg.preprocess.detector, resolve=True)
-    detector = build_face_detector(detector_cfg)
+    detector_cfg = detector_config(cfg.faces)
+    pipeline = FacePipeline(build_face_detector(detector_cfg), settings)
 
     jobs = discover_videos(
         input_dir,
-        cfg.video_extensions,
-        cfg.image_extensions,
+        settings.video_extensions,
+        settings.image_extensions,
         int(cfg.source_part),
         OmegaConf.to_container(cfg.source_rename) if cfg.source_rename is not None else None,
         _as_list(cfg.include),
     )
     if not jobs:
         raise FileNotFoundError(
-            f"no videos ({', '.join(cfg.video_extensions)}) or image folders under {input_dir}"
+            f"no videos ({', '.join(settings.video_extensions)}) or image folders under {input_dir}"
         )
     log.info("%d videos under %s -> %s", len(jobs), input_dir, dirs.frames)
     _log_sources(jobs)
@@ -258,8 +244,8 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
     clock = time.perf_counter()
     first_error: str | None = None
     try:
-        with logging_redirect_tqdm(), tqdm(total=len(todo), unit="video", desc=dataset) as bar:
-            results = _run_jobs(todo, detector, detector_cfg, settings, dirs, num_workers)
+        with logging_redirect_tqdm(), progress(total=len(todo), unit="video", desc=dataset) as bar:
+            results = _run_jobs(todo, pipeline, detector_cfg, cfg.on_error, dirs, num_workers)
             for result in results:
                 entry = asdict(result)
                 entry["input"] = str(input_dir / entry["input"])
@@ -278,6 +264,7 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
         last_run["seconds"] = round(time.perf_counter() - clock, 2)
         manifest = {
             "format": FORMAT,
+            "dfd": __version__,
             "dataset": dataset,
             "output_dir": str(dirs.frames),
             "landmarks_dir": str(dirs.landmarks),
@@ -293,7 +280,23 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
             f"{first_error} (on_error=raise; on_error=skip records it and goes on)"
         )
     _log_summary(manifest, manifest_path)
+    _check_produced(manifest, manifest_path)
     return manifest
+
+
+def _check_produced(manifest: dict[str, Any], path: Path) -> None:
+    """Fail when the dataset holds no finished video: a script must not take that for success."""
+    summary = manifest["summary"]
+    if summary["done"] > 0:
+        return
+    reasons = ", ".join(f"{n} {reason}" for reason, n in summary["skipped"].items()) or "none"
+    first = next(
+        (v["message"] for v in manifest["videos"].values() if v.get("message")), "no message"
+    )
+    raise PreprocessError(
+        f"nothing was produced: all {summary['failed']} videos failed ({reasons}); the first: "
+        f"{first.splitlines()[0]}. Every video's reason is in {path}"
+    )
 
 
 def _remove_empty_dirs(root: Path) -> None:

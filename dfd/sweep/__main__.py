@@ -8,15 +8,15 @@ reported, never optimized. See conf/sweep.yaml and sweeps/README.md.
 
 from __future__ import annotations
 
-import hydra
 import optuna
 from omegaconf import DictConfig
 
 import dfd.config  # noqa: F401  (registers the config resolvers)
+from dfd.cli import entry_point
 from dfd.sweep.run import run_sweep
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="sweep")
+@entry_point("sweep")
 def main(cfg: DictConfig) -> float | None:
     """Run this process's trials; return the study's best source-validation value."""
     # Optuna's progress lines into Hydra's logging: the console and the run folder's log

@@ -30,8 +30,9 @@ from dfd.data.demo.render import Identity, jitter_pose, render_face, sample_iden
 from dfd.data.index import COLUMNS, FAKE
 from dfd.data.index import REAL as REAL_LABEL
 
-# Bump when rendering or manipulation code changes what gets drawn: it is part of the key.
-GENERATOR_VERSION = 1
+# Bump when rendering or manipulation code changes what gets drawn or what the manifest
+# says: it is part of the key (2: the manifest records each fake's source video).
+GENERATOR_VERSION = 2
 MANIFEST = "manifest.csv"
 
 
@@ -139,6 +140,9 @@ def _write_dataset(spec: DemoSpec, recipe: Recipe, folder: Path) -> list[dict]:
                     "video_id": f"{source}/{video}",
                     "source": source,
                     "split": split,
+                    # every fake is drawn over its identity's real frames (`_identity_videos`
+                    # blends into `real`, a swap too), frame k over frame k
+                    "source_video": "" if source == REAL else f"{REAL}/{i:03d}",
                 }
             )
     return rows

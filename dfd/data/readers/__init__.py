@@ -3,10 +3,13 @@
 One module per format: the benchmark-specific readers (`ff`, `cdf_v2`, `dfdc`, `dfdcp`,
 `ffiw`, `dfd`) read the official split/label files over the preprocessed frame layout
 ``<root>/<source>/<video>/<frame>.png``; the generic ones read DeepfakeBench JSONs
-(`deepfakebench`), the paper's file lists (`filelist`) and plain folders (`folder`).
-Every reader validates its split names, derives labels as the dataset defines them,
-reports bad input as a `DataError` (``on_error="raise"``) or counts it in
-`FrameIndex.skipped` (``"skip"``), and caches its index under `cache_dir`.
+(`deepfakebench`), the paper's file lists (`filelist`), plain folders (`folder`) and
+Hugging Face `datasets` (`hf`: hub ids, parquet/image folders, ``save_to_disk`` folders).
+Every reader is made with `_common.reader`: it validates its split names, derives labels
+as the dataset defines them, reports bad input as a `DataError` (``on_error="raise"``) or
+counts it in `FrameIndex.skipped` (``"skip"``), optionally decodes every frame once
+(``verify="decode"``), and caches its index under `cache_dir` with a key made of its
+bound arguments.
 """
 
 from dfd.data.readers._common import DataError
@@ -19,6 +22,7 @@ from dfd.data.readers.ff import read_ff
 from dfd.data.readers.ffiw import read_ffiw
 from dfd.data.readers.filelist import read_filelist
 from dfd.data.readers.folder import read_folder
+from dfd.data.readers.hf import read_hf
 
 __all__ = [
     "DataError",
@@ -31,4 +35,5 @@ __all__ = [
     "read_ffiw",
     "read_filelist",
     "read_folder",
+    "read_hf",
 ]

@@ -1,4 +1,9 @@
-"""What every reader shares: bad-input handling, split validation, row building, the preprocessed layout.
+"""What every reader shares: the `reader` decorator, the `Reading` context, bad-input handling, splits.
+
+A reader is a function holding its format's logic only: decorated with `reader`, it gets
+its arguments bound, normalized and turned into its cache key, plus the arguments every
+reader takes (``on_error``, ``verify``, ``cache_dir``); it returns a `Plan` whose `build`
+fills a `Reading` (the rows, the folder scanner, the `Problems` counter).
 
 The preprocessed layout (written by ``python -m dfd.preprocess``) is
 ``<root>/<source>/<video>/<frame:03d>.png``: a raw video at ``<...>/<parent>/<stem>.mp4``
@@ -8,18 +13,24 @@ that start from a list of raw videos (Celeb-DF, DFDC, DFDCP) use it to find the 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import logging
 import os
+import re
+import typing
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from dfd.data.cache import DirScanner
-from dfd.data.index import FrameIndex
+from dfd.data.cache import DirScanner, cached_index
+from dfd.data.index import FAKE, REAL, FrameIndex
 
 log = logging.getLogger("dfd.data.readers")
 
@@ -170,17 +181,19 @@ class Rows:
         self.video_ids: list[str] = []
         self.sources: list[str] = []
         self.splits: list[str] = []
+        self.source_videos: list[str] = []
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def add_video(
-        self, folder: str, frames: Iterable[str], label: int, video_id: str, source: str, split: str
-    ) -> None:
-        self.add_paths([f"{folder}/{f}" for f in frames], label, video_id, source, split)
-
     def add_paths(
-        self, paths: list[str], label: int, video_id: str, source: str, split: str
+        self,
+        paths: list[str],
+        label: int,
+        video_id: str,
+        source: str,
+        split: str,
+        source_video: str = "",
     ) -> None:
         n = len(paths)
         self.paths.extend(paths)
@@ -188,105 +201,319 @@ class Rows:
         self.video_ids.extend([video_id] * n)
         self.sources.extend([source] * n)
         self.splits.extend([split] * n)
+        self.source_videos.extend([source_video] * n)
 
-    def to_index(self, name: str, problems: Problems, where: str) -> FrameIndex:
-        """The finished index; an empty one is an error (there would be nothing to train or test on)."""
-        skipped = problems.summary()
-        if not self.paths:
-            detail = f" (all items skipped: {skipped})" if skipped else ""
-            raise DataError(
-                f"dataset {name!r}: no frames found for the requested split(s) in {where}{detail}. "
-                f"Fix: check root and the split, and that the frames were preprocessed"
+
+FF_FAKE_NAME = re.compile(r"(\d+)_(\d+)")
+
+
+def ff_target(video: str) -> str | None:
+    """The real video a fake in FF++ naming was made from: ``000_003`` -> ``000``; None for other names.
+
+    FF++ names a fake ``<target>_<source>``: the frames are the target video's with the
+    source's face (or expressions) put in. The authors' generator says so: in
+    ondyari/FaceForensics ``dataset/DeepFakes/deepfakes.py``, ``create_from_models``
+    converts ``images_path/<chosen_file.split('_')[0]>`` into the output ``<chosen_file>``,
+    so ``000_003`` is rendered over the frames of original ``000``.
+    """
+    m = FF_FAKE_NAME.fullmatch(video)
+    return m.group(1) if m else None
+
+
+def link_ff_sources(
+    video_ids: Sequence[str], labels: Sequence[int], splits: Sequence[str]
+) -> list[str]:
+    """Source video of each video (one entry per input video) by FF++ naming, for layouts without a link file.
+
+    A fake whose last id component is ``<a>_<b>`` gets the real video ``<...>/<src>/<a>`` of
+    the same split and the same prefix above the source folder (``FF/real/000`` for
+    ``FF/DF/000_003``), when exactly one such real video exists; every other video gets
+    ``""``. Used by the DeepfakeBench JSON, file-list and folder readers, which hold FF++
+    in the same naming.
+    """
+    reals: dict[tuple[str, str, str], list[str]] = {}
+    for vid, label, split in zip(video_ids, labels, splits, strict=True):
+        if label == REAL:
+            prefix, _, name = vid.rpartition("/")
+            reals.setdefault((split, prefix.rpartition("/")[0], name), []).append(vid)
+    out = []
+    for vid, label, split in zip(video_ids, labels, splits, strict=True):
+        prefix, _, name = vid.rpartition("/")
+        target = ff_target(name) if label == FAKE else None
+        found = reals.get((split, prefix.rpartition("/")[0], target or ""), []) if target else []
+        out.append(found[0] if len(found) == 1 else "")
+    return out
+
+
+class Reading:
+    """One build of a reader's index: the rows it collects, the folder scanner and the bad-item counter.
+
+    A reader's `build` receives one of these; everything the readers share (adding a
+    preprocessed video folder, scanning labelled source folders, the empty-result error)
+    is a method here, so a reader is only its format's logic.
+    """
+
+    def __init__(self, name: str, on_error: str, scanner: DirScanner) -> None:
+        self.name = name
+        self.scanner = scanner
+        self.problems = Problems(name, on_error)
+        self.rows = Rows()
+
+    def video_folder(
+        self,
+        folder: str,
+        *,
+        label: int,
+        video_id: str,
+        source: str,
+        split: str,
+        where: str,
+        source_video: str = "",
+    ) -> None:
+        """Add every frame of one preprocessed video folder; a missing or empty folder is a bad item.
+
+        `where` names the file and line/key that asked for this video (or the folder that
+        was scanned), so the message points at what to fix.
+        """
+        frames = self.scanner.frames(folder)
+        if frames is None:
+            self.problems(
+                "missing_video",
+                where,
+                f"video {video_id!r} has no frame folder {folder}",
+                "preprocess the video into that folder (python -m dfd.preprocess) or correct the entry",
             )
-        return FrameIndex(
-            name=name,
-            paths=self.paths,
-            labels=np.asarray(self.labels, dtype=np.int64),
-            video_ids=self.video_ids,
-            sources=self.sources,
-            splits=self.splits,
-            skipped=skipped,
-        )
+            return
+        if not frames:
+            self.problems(
+                "no_frames",
+                where,
+                f"video folder {folder} of {video_id!r} holds no frames (*.png/*.jpg)",
+                "re-run the preprocessing for this video (no face was found in any frame?) "
+                "or delete the empty folder",
+            )
+            return
+        paths = [f"{folder}/{f}" for f in frames]
+        self.rows.add_paths(paths, label, video_id, source, split, source_video)
 
-
-def add_video_folder(
-    rows: Rows,
-    scanner: DirScanner,
-    problems: Problems,
-    folder: str,
-    *,
-    label: int,
-    video_id: str,
-    source: str,
-    split: str,
-    where: str,
-) -> None:
-    """Add every frame of one preprocessed video folder; a missing or empty folder is a bad item.
-
-    `where` names the file and line/key that asked for this video (or the folder that was
-    scanned), so the message points at what to fix.
-    """
-    frames = scanner.frames(folder)
-    if frames is None:
-        problems(
-            "missing_video",
-            where,
-            f"video {video_id!r} has no frame folder {folder}",
-            "preprocess the video into that folder (python -m dfd.preprocess) or correct the entry",
-        )
-        return
-    if not frames:
-        problems(
-            "no_frames",
-            where,
-            f"video folder {folder} of {video_id!r} holds no frames (*.png/*.jpg)",
-            "re-run the preprocessing for this video (no face was found in any frame?) "
-            "or delete the empty folder",
-        )
-        return
-    rows.add_video(folder, frames, label, video_id, source, split)
-
-
-def scan_labelled_sources(
-    rows: Rows,
-    scanner: DirScanner,
-    problems: Problems,
-    root: str,
-    sources: Mapping[str, tuple[str, int, str]],
-    skip_videos: set[str] | None = None,
-) -> None:
-    """Add every video under ``root/<folder>/`` for each ``folder -> (source name, label, split)``.
-
-    Video ids are ``<folder>/<video>`` so that folders reusing a video name stay apart.
-    A missing source folder is a bad item (reason ``missing_source``); `skip_videos` holds
-    video ids to leave out (e.g. Celeb-DF's test videos when reading its train split).
-    """
-    for folder, (source, label, split) in sources.items():
-        source_dir = f"{root}/{folder}"
-        videos = scanner.subdirs(source_dir)
+    def source_folder(self, source_dir: str, what: str, fix: str) -> list[str] | None:
+        """The video folders of one source folder; a missing one is a bad item ``missing_source``."""
+        videos = self.scanner.subdirs(source_dir)
         if videos is None:
-            problems(
-                "missing_source",
+            self.problems("missing_source", source_dir, what, fix)
+        return videos
+
+    def labelled_sources(
+        self,
+        root: str,
+        sources: Mapping[str, tuple[str, int, str]],
+        skip_videos: set[str] | None = None,
+    ) -> None:
+        """Add every video under ``root/<folder>/`` for each ``folder -> (source name, label, split)``.
+
+        Video ids are ``<folder>/<video>`` so that folders reusing a video name stay apart.
+        A missing source folder is a bad item (reason ``missing_source``); `skip_videos`
+        holds video ids to leave out (e.g. Celeb-DF's test videos when reading its train split).
+        """
+        for folder, (source, label, split) in sources.items():
+            source_dir = f"{root}/{folder}"
+            videos = self.source_folder(
                 source_dir,
                 f"source folder {folder!r} does not exist under {root}",
                 "preprocess that source, or drop it from the reader's source folders in the config",
             )
-            continue
-        for video in videos:
-            video_id = f"{folder}/{video}"
-            if skip_videos is not None and video_id in skip_videos:
-                continue
-            add_video_folder(
-                rows,
-                scanner,
-                problems,
-                f"{source_dir}/{video}",
-                label=label,
-                video_id=video_id,
-                source=source,
-                split=split,
-                where=f"folder {source_dir}",
-            )
+            for video in videos or []:
+                video_id = f"{folder}/{video}"
+                if skip_videos is not None and video_id in skip_videos:
+                    continue
+                self.video_folder(
+                    f"{source_dir}/{video}",
+                    label=label,
+                    video_id=video_id,
+                    source=source,
+                    split=split,
+                    where=f"folder {source_dir}",
+                )
+
+    def link_ff_sources(self) -> None:
+        """Fill the rows' source videos by FF++ naming (`link_ff_sources`) where none is recorded."""
+        rows = self.rows
+        videos = dict.fromkeys(zip(rows.video_ids, rows.labels, rows.splits, strict=True))
+        linked = link_ff_sources(*zip(*videos, strict=True)) if videos else []
+        by_video = {v[0]: s for v, s in zip(videos, linked, strict=True)}
+        rows.source_videos = [
+            sv or by_video[v] for v, sv in zip(rows.video_ids, rows.source_videos, strict=True)
+        ]
+
+    def empty_error(self, where: str) -> DataError:
+        """The error of a read that found no frames (there would be nothing to train or test on)."""
+        skipped = dict(self.problems.counts)
+        detail = f" (all items skipped: {skipped})" if skipped else ""
+        return DataError(
+            f"dataset {self.name!r}: no frames found for the requested split(s) in {where}{detail}. "
+            f"Fix: check root and the split, and that the frames were preprocessed"
+        )
+
+    def index(self, where: str) -> FrameIndex:
+        """The collected rows as an index; no rows is `empty_error`."""
+        rows = self.rows
+        if not rows.paths:
+            raise self.empty_error(where)
+        return FrameIndex(
+            name=self.name,
+            paths=rows.paths,
+            labels=np.asarray(rows.labels, dtype=np.int64),
+            video_ids=rows.video_ids,
+            sources=rows.sources,
+            splits=rows.splits,
+            source_videos=rows.source_videos,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a reader function returns: how to build its index and which files that build parses.
+
+    Attributes:
+        build: makes the index from a fresh `Reading` (called on a cache miss only).
+        inputs: the list/JSON/CSV files `build` parses; their content hashes join the cache key.
+        where: what was read, for the message when verification leaves no frame.
+        name: the index's name when it is not the `name` argument (the demo names its
+            index after its dataset unless told otherwise).
+    """
+
+    build: Callable[[Reading], FrameIndex]
+    inputs: Sequence[str] = ()
+    where: str = ""
+    name: str | None = None
+
+
+VERIFY = ("none", "decode")
+# Arguments every reader takes; `reader` adds them to the reader function's own.
+COMMON_ARGS = (
+    inspect.Parameter("on_error", inspect.Parameter.KEYWORD_ONLY, default="raise", annotation=str),
+    inspect.Parameter("verify", inspect.Parameter.KEYWORD_ONLY, default="none", annotation=str),
+    inspect.Parameter(
+        "cache_dir",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation="str | os.PathLike | None",
+    ),
+)
+
+
+def _is_path(annotation: Any) -> bool:
+    return (
+        any(
+            a is os.PathLike or typing.get_origin(a) is os.PathLike
+            for a in typing.get_args(annotation)
+        )
+        or annotation is os.PathLike
+    )
+
+
+def reader(kind: str) -> Callable[[Callable[..., Plan]], Callable[..., FrameIndex]]:
+    """Make a reader of the family from a function holding only its format's logic.
+
+    The decorated function takes the reader's own arguments (at least `name`) and returns a
+    `Plan`. The reader it becomes also takes ``on_error`` (``raise``/``skip``), ``verify``
+    (``none``/``decode``: decode every frame once when the index is built) and
+    ``cache_dir``, and before calling the function binds its arguments to the signature,
+    turns Hydra containers into plain ones and every path-typed argument (annotated
+    ``os.PathLike``) into an absolute path. The cache key is exactly those bound arguments
+    (all but `cache_dir`) plus the plan's input files: an argument added to a reader is in
+    its key without anyone writing it there, so a changed argument can never serve a stale
+    index.
+    """
+
+    def decorate(fn: Callable[..., Plan]) -> Callable[..., FrameIndex]:
+        own = inspect.signature(fn)
+        if "name" not in own.parameters:
+            raise TypeError(f"reader {fn.__qualname__} must take a `name` argument")
+        clash = [p.name for p in COMMON_ARGS if p.name in own.parameters]
+        if clash:
+            raise TypeError(f"reader {fn.__qualname__}: {clash} are added by @reader, drop them")
+        hints = typing.get_type_hints(fn)
+        paths = {n for n, t in hints.items() if _is_path(t)} | {"cache_dir"}
+        signature = own.replace(parameters=[*own.parameters.values(), *COMMON_ARGS])
+
+        @functools.wraps(fn)
+        def read(*args: Any, **kwargs: Any) -> FrameIndex:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = {
+                k: (abspath(v) if k in paths and v is not None else plain(v))
+                for k, v in bound.arguments.items()
+            }
+            name, on_error, verify = values["name"], values["on_error"], values["verify"]
+            name = name or kind
+            check_on_error(name, on_error)
+            if verify not in VERIFY:
+                raise DataError(
+                    f"dataset {name!r}: verify must be one of {list(VERIFY)}, got {verify!r}. "
+                    f"Fix: data.verify=decode to decode every frame when the index is built, "
+                    f"or none"
+                )
+            cache_dir = values.pop("cache_dir")
+            plan = fn(**{k: v for k, v in values.items() if k in own.parameters})
+
+            def build(scanner: DirScanner) -> FrameIndex:
+                reading = Reading(plan.name or name, on_error, scanner)
+                index = plan.build(reading)
+                if verify == "decode":
+                    index = drop_unreadable(index, reading.problems, plan.where or kind)
+                return dataclasses.replace(index, skipped=reading.problems.summary())
+
+            return cached_index(kind, values, plan.inputs, cache_dir, build)
+
+        read.__signature__ = signature  # type: ignore[attr-defined]
+        read.kind = kind  # type: ignore[attr-defined]
+        return read
+
+    return decorate
+
+
+def drop_unreadable(index: FrameIndex, problems: Problems, where: str) -> FrameIndex:
+    """Decode every frame once (in parallel threads); an undecodable frame is a bad item ``unreadable``.
+
+    Under ``on_error=raise`` the first bad frame in index order raises, naming the file;
+    under ``skip`` the bad frames are dropped and counted. Decoding (zlib, libjpeg)
+    releases the GIL, so threads use every core without pickling paths to processes.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(32, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        errors = list(pool.map(_decode_error, index.paths, chunksize=64))
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    for i in bad:
+        problems(
+            "unreadable",
+            f"frame {index.paths[i]}",
+            f"cannot be decoded as an image ({errors[i]})",
+            "re-run the preprocessing for this video, or delete the frame (and its list line)",
+        )
+    if not bad:
+        return index
+    keep = np.ones(len(index), dtype=bool)
+    keep[bad] = False
+    if not keep.any():
+        raise DataError(
+            f"dataset {index.name!r}: no readable frame in {where} (all {len(index)} unreadable). "
+            f"Fix: re-run the preprocessing"
+        )
+    return index.select(keep)
+
+
+def _decode_error(path: str) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as err:  # noqa: BLE001 - any decoder failure means the frame is unusable
+        return f"{type(err).__name__}: {err}"
+    return None
 
 
 def is_real_name(name: str, real_sources: Sequence[str] | None) -> bool:

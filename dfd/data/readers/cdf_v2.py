@@ -12,19 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from dfd.data.cache import DirScanner, cached_index
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.readers._common import (
-    Problems,
-    Rows,
-    abspath,
-    add_video_folder,
-    check_on_error,
+    Plan,
+    Reading,
     frame_dir_key,
-    plain,
+    reader,
     require_dir,
     require_file,
-    scan_labelled_sources,
     wanted_splits,
 )
 
@@ -35,15 +30,14 @@ DEFAULT_SOURCES = {"Celeb-real": REAL, "YouTube-real": REAL, "Celeb-synthesis": 
 _LIST_LABEL = {"1": REAL, "0": FAKE}
 
 
+@reader("cdf_v2")
 def read_cdf_v2(
     root: str | os.PathLike,
     test_list: str | os.PathLike,
     name: str = "cdf_v2",
     split: str | Sequence[str] | None = "test",
     sources: Mapping[str, int] | None = None,
-    on_error: str = "raise",
-    cache_dir: str | os.PathLike | None = None,
-) -> FrameIndex:
+) -> Plan:
     """Celeb-DF-v2 frames: ``test`` = the videos of `test_list`, ``train`` = every other video under `root`.
 
     Test labels come from the list, converted from its 1 = real / 0 = fake; train labels
@@ -52,24 +46,13 @@ def read_cdf_v2(
     (a list written in the other convention?), repeats a video, or points at a video without
     frames is a bad item. Video ids are ``<subdir>/<stem>``.
     """
-    check_on_error(name, on_error)
     splits = wanted_splits(name, split, SPLITS)
-    source_labels = {k: int(v) for k, v in plain(sources or DEFAULT_SOURCES).items()}
-    root, test_list = abspath(root), abspath(test_list)
-    params = {
-        "name": name,
-        "root": root,
-        "test_list": test_list,
-        "split": splits,
-        "sources": source_labels,
-        "on_error": on_error,
-    }
+    source_labels = {k: int(v) for k, v in (sources or DEFAULT_SOURCES).items()}
 
-    def build(scanner: DirScanner) -> FrameIndex:
+    def build(reading: Reading) -> FrameIndex:
         require_dir(name, root, "Celeb-DF-v2 frame root", "root")
         require_file(name, test_list, "Celeb-DF-v2 test list", "test_list")
-        problems = Problems(name, on_error)
-        rows = Rows()
+        problems = reading.problems
         test_videos: set[str] = set()
         with open(test_list) as f:
             lines = f.read().splitlines()
@@ -125,10 +108,7 @@ def read_cdf_v2(
                 continue
             test_videos.add(video_id)
             if "test" in splits:
-                add_video_folder(
-                    rows,
-                    scanner,
-                    problems,
+                reading.video_folder(
                     f"{root}/{source}/{video}",
                     label=label,
                     video_id=video_id,
@@ -137,14 +117,11 @@ def read_cdf_v2(
                     where=where,
                 )
         if "train" in splits:
-            scan_labelled_sources(
-                rows,
-                scanner,
-                problems,
+            reading.labelled_sources(
                 root,
                 {s: (s, y, "train") for s, y in source_labels.items()},
                 skip_videos=test_videos,
             )
-        return rows.to_index(name, problems, root)
+        return reading.index(root)
 
-    return cached_index("cdf_v2", params, [test_list], cache_dir, build)
+    return Plan(build, [test_list], root)

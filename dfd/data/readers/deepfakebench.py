@@ -18,16 +18,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from dfd.data.cache import DirScanner, cached_index
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.readers._common import (
     DataError,
-    Problems,
-    Rows,
-    abspath,
-    check_on_error,
+    Plan,
+    Reading,
     load_json,
-    plain,
+    reader,
     require_file,
     wanted_splits,
 )
@@ -37,6 +34,7 @@ def _is_video(node: object) -> bool:
     return isinstance(node, dict) and "frames" in node
 
 
+@reader("deepfakebench")
 def read_deepfakebench(
     json_path: str | os.PathLike,
     root: str | os.PathLike,
@@ -48,9 +46,7 @@ def read_deepfakebench(
     label_dict: Mapping[str, int] | None = None,
     strip_prefix: str | None = None,
     check_files: bool = True,
-    on_error: str = "raise",
-    cache_dir: str | os.PathLike | None = None,
-) -> FrameIndex:
+) -> Plan:
     """Frames of one DeepfakeBench JSON: the chosen dataset, label keys and split(s).
 
     `dataset` picks the top-level key (optional when there is only one); `label_keys`
@@ -60,38 +56,24 @@ def read_deepfakebench(
     its label key) mapped through `label_dict`; a key absent from a given `label_dict` is a
     bad item, as is a video without frames and, with `check_files`, a frame path that
     does not exist (checked with one directory listing per video folder, not a stat per
-    frame). Video ids are ``<label_key>/<video>`` (``FF-DF/000_003``).
+    frame). Video ids are ``<label_key>/<video>`` (``FF-DF/000_003``); a fake in FF++
+    naming gets its real video as source (``FF-real/000``, `link_ff_sources`).
     """
-    check_on_error(name, on_error)
-    json_path, root = abspath(json_path), abspath(root)
-    labels_map = None if label_dict is None else {k: int(v) for k, v in plain(label_dict).items()}
+    labels_map = None if label_dict is None else {k: int(v) for k, v in label_dict.items()}
     bad_values = {k: v for k, v in (labels_map or {}).items() if v not in (REAL, FAKE)}
     if bad_values:
         raise DataError(
             f"dataset {name!r}: label_dict values must be 0 (real) or 1 (fake), got {bad_values}"
         )
-    keys = None if label_keys is None else list(plain(label_keys))
-    requested = None if split is None else plain(split)
-    params = {
-        "name": name,
-        "json_path": json_path,
-        "root": root,
-        "split": requested,
-        "dataset": dataset,
-        "label_keys": keys,
-        "compression": compression,
-        "label_dict": labels_map,
-        "strip_prefix": strip_prefix,
-        "check_files": check_files,
-        "on_error": on_error,
-    }
+    keys = None if label_keys is None else list(label_keys)
+    requested = split
 
     def label_of(key: str) -> int | None:
         if labels_map is None:
             return REAL if "real" in key.lower() else FAKE
         return labels_map.get(key)
 
-    def build(scanner: DirScanner) -> FrameIndex:
+    def build(reading: Reading) -> FrameIndex:
         require_file(name, json_path, "DeepfakeBench dataset JSON", "json_path")
         data = load_json(
             name,
@@ -131,8 +113,7 @@ def read_deepfakebench(
         present = sorted({s for k in chosen for s in tree[k]})
         splits = wanted_splits(name, requested, present)
 
-        problems = Problems(name, on_error)
-        rows = Rows()
+        problems, scanner = reading.problems, reading.scanner
         prefix = None if strip_prefix is None else strip_prefix.replace("\\", "/")
         for key in chosen:
             for s in splits:
@@ -197,7 +178,8 @@ def read_deepfakebench(
                                 )
                                 continue
                         frames.append(p)
-                    rows.add_paths(frames, label, f"{key}/{video}", key, s)
-        return rows.to_index(name, problems, f"{json_path} label keys {chosen}")
+                    reading.rows.add_paths(frames, label, f"{key}/{video}", key, s)
+        reading.link_ff_sources()
+        return reading.index(f"{json_path} label keys {chosen}")
 
-    return cached_index("deepfakebench", params, [json_path], cache_dir, build)
+    return Plan(build, [json_path], json_path)

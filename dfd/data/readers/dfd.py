@@ -12,58 +12,35 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from dfd.data.cache import DirScanner, cached_index
 from dfd.data.index import FAKE, REAL, FrameIndex
-from dfd.data.readers._common import (
-    Problems,
-    Rows,
-    abspath,
-    check_on_error,
-    plain,
-    require_dir,
-    scan_labelled_sources,
-    wanted_splits,
-)
+from dfd.data.readers._common import Plan, Reading, reader, require_dir, wanted_splits
 
 SPLITS = ("test",)
 
 
+@reader("dfd")
 def read_dfd(
     root: str | os.PathLike,
     name: str = "dfd",
     split: str | Sequence[str] | None = "test",
     real_dirs: Sequence[str] = ("real",),
     fake_dirs: Sequence[str] = ("fake",),
-    on_error: str = "raise",
-    cache_dir: str | os.PathLike | None = None,
-) -> FrameIndex:
+) -> Plan:
     """DFD frames, all in split ``test``: folders in `real_dirs` are real, those in `fake_dirs` fake.
 
     Any other folder under `root` has no derivable label and is a bad item
     (``unknown_source``), as is a video folder without frames. Video ids are
     ``<folder>/<video>``.
     """
-    check_on_error(name, on_error)
-    splits = wanted_splits(name, split, SPLITS)
-    real, fake = list(plain(real_dirs)), list(plain(fake_dirs))
-    root = abspath(root)
-    params = {
-        "name": name,
-        "root": root,
-        "split": splits,
-        "real_dirs": real,
-        "fake_dirs": fake,
-        "on_error": on_error,
-    }
+    wanted_splits(name, split, SPLITS)
+    real, fake = list(real_dirs), list(fake_dirs)
 
-    def build(scanner: DirScanner) -> FrameIndex:
+    def build(reading: Reading) -> FrameIndex:
         require_dir(name, root, "DFD frame root", "root")
-        problems = Problems(name, on_error)
-        rows = Rows()
         known = set(real) | set(fake)
-        for folder in scanner.subdirs(root) or []:
+        for folder in reading.scanner.subdirs(root) or []:
             if folder not in known:
-                problems(
+                reading.problems(
                     "unknown_source",
                     f"folder {root}/{folder}",
                     f"is neither a real folder {real} nor a fake folder {fake}, so its label "
@@ -71,7 +48,7 @@ def read_dfd(
                     "move it out of root, or add it to real_dirs or fake_dirs",
                 )
         sources = {d: (d, REAL, "test") for d in real} | {d: (d, FAKE, "test") for d in fake}
-        scan_labelled_sources(rows, scanner, problems, root, sources)
-        return rows.to_index(name, problems, root)
+        reading.labelled_sources(root, sources)
+        return reading.index(root)
 
-    return cached_index("dfd", params, [], cache_dir, build)
+    return Plan(build, (), root)

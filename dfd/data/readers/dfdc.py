@@ -16,18 +16,15 @@ import glob
 import os
 from collections.abc import Sequence
 
-from dfd.data.cache import DirScanner, cached_index
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.readers._common import (
     DataError,
-    Problems,
-    Rows,
+    Plan,
+    Reading,
     abspath,
-    add_video_folder,
-    check_on_error,
     frame_dir_key,
     load_json,
-    plain,
+    reader,
     require_dir,
     require_file,
     wanted_splits,
@@ -51,6 +48,7 @@ def _expand(name: str, patterns: Sequence[str]) -> list[str]:
     return files
 
 
+@reader("dfdc")
 def read_dfdc(
     root: str | os.PathLike,
     labels_csv: str | os.PathLike,
@@ -58,43 +56,32 @@ def read_dfdc(
     split: str | Sequence[str] | None = "test",
     test_source: str = "test",
     train_metadata: Sequence[str] = (),
-    on_error: str = "raise",
-    cache_dir: str | os.PathLike | None = None,
-) -> FrameIndex:
+) -> Plan:
     """DFDC frames: ``test`` from `labels_csv` (1 = fake), ``train`` from the `train_metadata` files (REAL/FAKE).
 
     `train_metadata` lists the training parts' ``metadata.json`` paths (glob patterns
     allowed); asking for ``train`` without them is an error. A row whose label is not 0/1
     (or REAL/FAKE), a repeated video, or a video without frames is a bad item. Video ids
-    are ``<source folder>/<stem>``.
+    are ``<source folder>/<stem>``. A training fake's source video is its metadata's
+    ``original`` (a real video of the same part: ``dfdc_train_part_0/vudstovrck``).
     """
-    check_on_error(name, on_error)
     splits = wanted_splits(name, split, SPLITS)
-    root, labels_csv = abspath(root), abspath(labels_csv)
-    patterns = [str(p) for p in plain(train_metadata or [])]
+    patterns = [str(p) for p in train_metadata or []]
     if "train" in splits and not patterns:
         raise DataError(
             f"dataset {name!r}: split 'train' needs train_metadata (the dfdc_train_part_*/metadata.json "
             f"files). Fix: set train_metadata, or read split 'test'"
         )
     metadata_files = _expand(name, patterns) if "train" in splits else []
-    params = {
-        "name": name,
-        "root": root,
-        "labels_csv": labels_csv,
-        "split": splits,
-        "test_source": test_source,
-        "train_metadata": metadata_files,
-        "on_error": on_error,
-    }
 
-    def build(scanner: DirScanner) -> FrameIndex:
+    def build(reading: Reading) -> FrameIndex:
         require_dir(name, root, "DFDC frame root", "root")
-        problems = Problems(name, on_error)
-        rows = Rows()
+        problems = reading.problems
         seen: set[str] = set()
 
-        def add(source: str, video: str, label: int, split: str, where: str) -> None:
+        def add(
+            source: str, video: str, label: int, split: str, where: str, source_video: str = ""
+        ) -> None:
             video_id = f"{source}/{video}"
             if video_id in seen:
                 problems(
@@ -102,16 +89,14 @@ def read_dfdc(
                 )
                 return
             seen.add(video_id)
-            add_video_folder(
-                rows,
-                scanner,
-                problems,
+            reading.video_folder(
                 f"{root}/{source}/{video}",
                 label=label,
                 video_id=video_id,
                 source=source,
                 split=split,
                 where=where,
+                source_video=source_video,
             )
 
         if "test" in splits:
@@ -156,8 +141,18 @@ def read_dfdc(
                         "restore the official metadata.json",
                     )
                     continue
-                add(source, frame_dir_key(filename)[1], _META_LABEL[raw], "train", where)
-        return rows.to_index(name, problems, root)
+                original = info.get("original") if raw == "FAKE" else None
+                original = original if isinstance(original, str) and original else None
+                source_video = f"{source}/{frame_dir_key(original)[1]}" if original else ""
+                add(
+                    source,
+                    frame_dir_key(filename)[1],
+                    _META_LABEL[raw],
+                    "train",
+                    where,
+                    source_video,
+                )
+        return reading.index(root)
 
     inputs = ([labels_csv] if "test" in splits else []) + metadata_files
-    return cached_index("dfdc", params, inputs, cache_dir, build)
+    return Plan(build, inputs, root)

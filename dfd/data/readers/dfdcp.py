@@ -12,16 +12,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from dfd.data.cache import DirScanner, cached_index
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.readers._common import (
-    Problems,
-    Rows,
-    abspath,
-    add_video_folder,
-    check_on_error,
+    Plan,
+    Reading,
     frame_dir_key,
     load_json,
+    reader,
     require_dir,
     require_file,
     wanted_splits,
@@ -31,14 +28,13 @@ SPLITS = ("train", "test")
 _LABEL = {"real": REAL, "fake": FAKE}
 
 
+@reader("dfdcp")
 def read_dfdcp(
     root: str | os.PathLike,
     dataset_json: str | os.PathLike,
     name: str = "dfdcp",
     split: str | Sequence[str] | None = "test",
-    on_error: str = "raise",
-    cache_dir: str | os.PathLike | None = None,
-) -> FrameIndex:
+) -> Plan:
     """DFDCP frames of the requested set(s), labels from each entry's ``label`` (real/fake, any case).
 
     Video ids are the key without ``.mp4`` (``method_A/1224068/1224068_A/1917022_B_003``),
@@ -46,18 +42,9 @@ def read_dfdcp(
     ``method_B``, ``original_videos``). An entry with another label or set, two keys that
     map to the same frame folder, or a video without frames is a bad item.
     """
-    check_on_error(name, on_error)
     splits = wanted_splits(name, split, SPLITS)
-    root, dataset_json = abspath(root), abspath(dataset_json)
-    params = {
-        "name": name,
-        "root": root,
-        "dataset_json": dataset_json,
-        "split": splits,
-        "on_error": on_error,
-    }
 
-    def build(scanner: DirScanner) -> FrameIndex:
+    def build(reading: Reading) -> FrameIndex:
         require_dir(name, root, "DFDCP frame root", "root")
         require_file(name, dataset_json, "DFDCP dataset.json", "dataset_json")
         entries = load_json(
@@ -67,8 +54,7 @@ def read_dfdcp(
             "an object keyed by video path",
             "restore the official dataset.json",
         )
-        problems = Problems(name, on_error)
-        rows = Rows()
+        problems = reading.problems
         folders: dict[str, str] = {}
         for key, info in entries.items():
             where = f"{dataset_json} key {key!r}"
@@ -104,10 +90,7 @@ def read_dfdcp(
             if raw_set not in splits:
                 continue
             rel = key.replace("\\", "/")
-            add_video_folder(
-                rows,
-                scanner,
-                problems,
+            reading.video_folder(
                 folder,
                 label=_LABEL[raw_label.lower()],
                 video_id=rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel,
@@ -115,6 +98,6 @@ def read_dfdcp(
                 split=raw_set,
                 where=where,
             )
-        return rows.to_index(name, problems, root)
+        return reading.index(root)
 
-    return cached_index("dfdcp", params, [dataset_json], cache_dir, build)
+    return Plan(build, [dataset_json], root)

@@ -16,18 +16,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from dfd.data.cache import DirScanner, cached_index
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.readers._common import (
     STANDARD_SPLITS,
     DataError,
-    Problems,
-    Rows,
-    abspath,
-    add_video_folder,
-    check_on_error,
+    Plan,
+    Reading,
+    ff_target,
     load_json,
-    plain,
+    reader,
     require_dir,
     require_file,
     wanted_splits,
@@ -81,6 +78,7 @@ def load_ff_splits(splits_dir: str, dataset: str = "ff") -> dict[str, list[tuple
     return pairs
 
 
+@reader("ff")
 def read_ff(
     root: str | os.PathLike,
     splits_dir: str | os.PathLike,
@@ -90,9 +88,7 @@ def read_ff(
     manipulations: Sequence[str] = ("DF", "F2F", "FS", "NT"),
     include_real: bool = True,
     source_dirs: Mapping[str, str] | None = None,
-    on_error: str = "raise",
-    cache_dir: str | os.PathLike | None = None,
-) -> FrameIndex:
+) -> Plan:
     """FF++ frames of the requested split(s) and manipulations, with the official split of every video.
 
     `root` holds the preprocessed frames of one compression level (`compression` is
@@ -102,53 +98,36 @@ def read_ff(
     from the split files, not from the folders: a listed video without frames is a bad item
     (``missing_video``/``no_frames``), and a folder whose video is in no split is one too
     (``not_in_splits``). Video ids are ``<source>/<video>`` (``DF/000_003``), since every
-    manipulation reuses the same folder names.
+    manipulation reuses the same folder names; a fake ``a_b``'s source video is ``real/a``
+    (`ff_target`).
     """
-    check_on_error(name, on_error)
     if compression not in COMPRESSIONS:
         raise DataError(
             f"dataset {name!r}: unknown FF++ compression {compression!r}; valid: {list(COMPRESSIONS)}"
         )
     splits = wanted_splits(name, split, STANDARD_SPLITS)
-    manipulations = list(plain(manipulations))
+    manipulations = list(manipulations)
     bad = [m for m in manipulations if m not in MANIPULATIONS]
     if bad or (not manipulations and not include_real):
         raise DataError(
             f"dataset {name!r}: unknown FF++ manipulation(s) {bad or manipulations!r}; "
             f"valid: {list(MANIPULATIONS)} (and include_real)"
         )
-    dirs = {**DEFAULT_SOURCE_DIRS, **plain(source_dirs or {})}
-    root, splits_dir = abspath(root), abspath(splits_dir)
-    params = {
-        "name": name,
-        "root": root,
-        "splits_dir": splits_dir,
-        "split": splits,
-        "compression": compression,
-        "manipulations": manipulations,
-        "include_real": include_real,
-        "source_dirs": dirs,
-        "on_error": on_error,
-    }
-    inputs = [f"{splits_dir}/{s}.json" for s in STANDARD_SPLITS]
+    dirs = {**DEFAULT_SOURCE_DIRS, **(source_dirs or {})}
 
-    def build(scanner: DirScanner) -> FrameIndex:
+    def build(reading: Reading) -> FrameIndex:
         require_dir(name, root, f"FF++ {compression} frame root", "root")
         pairs = load_ff_splits(splits_dir, name)
-        problems = Problems(name, on_error)
-        rows = Rows()
         sources = (["real"] if include_real else []) + manipulations
         for source in sources:
             source_dir = f"{root}/{dirs[source]}"
-            present = scanner.subdirs(source_dir)
+            present = reading.source_folder(
+                source_dir,
+                f"FF++ source folder for {source!r} does not exist",
+                f"preprocess FF++ {source} ({compression}) into it, or rename it via "
+                f"source_dirs.{source}",
+            )
             if present is None:
-                problems(
-                    "missing_source",
-                    source_dir,
-                    f"FF++ source folder for {source!r} does not exist",
-                    f"preprocess FF++ {source} ({compression}) into it, or rename it via "
-                    f"source_dirs.{source}",
-                )
                 continue
             label = REAL if source == "real" else FAKE
             expected: set[str] = set()
@@ -159,26 +138,25 @@ def read_ff(
                     if s not in splits:
                         continue
                     for video in videos:
-                        add_video_folder(
-                            rows,
-                            scanner,
-                            problems,
+                        target = None if source == "real" else ff_target(video)
+                        reading.video_folder(
                             f"{source_dir}/{video}",
                             label=label,
                             video_id=f"{source}/{video}",
                             source=source,
                             split=s,
                             where=f"{splits_dir}/{s}.json pair [{a!r}, {b!r}]",
+                            source_video=f"real/{target}" if target else "",
                         )
             for video in present:
                 if video not in expected:
-                    problems(
+                    reading.problems(
                         "not_in_splits",
                         f"folder {source_dir}/{video}",
                         f"video {source}/{video} is in none of the official splits "
                         f"({splits_dir}/{{train,val,test}}.json), so its split is unknown",
                         "remove or move the folder (is splits_dir the official one?)",
                     )
-        return rows.to_index(name, problems, root)
+        return reading.index(root)
 
-    return cached_index("ff", params, inputs, cache_dir, build)
+    return Plan(build, [f"{splits_dir}/{s}.json" for s in STANDARD_SPLITS], root)

@@ -13,64 +13,42 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from dfd.data.cache import DirScanner, cached_index
 from dfd.data.index import FAKE, REAL, FrameIndex
-from dfd.data.readers._common import (
-    Problems,
-    Rows,
-    abspath,
-    check_on_error,
-    plain,
-    require_dir,
-    scan_labelled_sources,
-    wanted_splits,
-)
+from dfd.data.readers._common import Plan, Reading, reader, require_dir, wanted_splits
 
 DEFAULT_REAL_DIRS = {"train": "real_train", "val": "real_val"}
 DEFAULT_FAKE_DIRS = {"train": "fake_train", "val": "fake_val"}
 
 
+@reader("ffiw")
 def read_ffiw(
     root: str | os.PathLike,
     name: str = "ffiw",
     split: str | Sequence[str] | None = "val",
     real_dirs: Mapping[str, str] | None = None,
     fake_dirs: Mapping[str, str] | None = None,
-    on_error: str = "raise",
-    cache_dir: str | os.PathLike | None = None,
-) -> FrameIndex:
+) -> Plan:
     """FFIW frames of the requested split(s): every video folder under the split's real and fake folders.
 
     `real_dirs` / `fake_dirs` map a split to its folder under `root` (default
     ``real_<split>`` and ``fake_<split>``); the valid splits are their keys. Video ids are
     ``<folder>/<video>`` (``real_val/00001``), which keeps a real and a fake video of the
-    same file name apart; the source is the folder's first component. A missing folder or a video folder without frames is a bad item.
+    same file name apart; the source is the folder's first component. A missing folder or
+    a video folder without frames is a bad item.
     """
-    check_on_error(name, on_error)
-    real = plain(real_dirs or DEFAULT_REAL_DIRS)
-    fake = plain(fake_dirs or DEFAULT_FAKE_DIRS)
+    real = real_dirs or DEFAULT_REAL_DIRS
+    fake = fake_dirs or DEFAULT_FAKE_DIRS
     splits = wanted_splits(name, split, sorted(set(real) | set(fake)))
-    root = abspath(root)
-    params = {
-        "name": name,
-        "root": root,
-        "split": splits,
-        "real_dirs": real,
-        "fake_dirs": fake,
-        "on_error": on_error,
-    }
 
-    def build(scanner: DirScanner) -> FrameIndex:
+    def build(reading: Reading) -> FrameIndex:
         require_dir(name, root, "FFIW frame root", "root")
-        problems = Problems(name, on_error)
-        rows = Rows()
         sources: dict[str, tuple[str, int, str]] = {}
         for s in splits:
             if s in real:
                 sources[real[s]] = (real[s].split("/")[0], REAL, s)
             if s in fake:
                 sources[fake[s]] = (fake[s].split("/")[0], FAKE, s)
-        scan_labelled_sources(rows, scanner, problems, root, sources)
-        return rows.to_index(name, problems, root)
+        reading.labelled_sources(root, sources)
+        return reading.index(root)
 
-    return cached_index("ffiw", params, [], cache_dir, build)
+    return Plan(build, (), root)

@@ -20,15 +20,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from dfd.data.cache import DirScanner, cached_index
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.readers._common import (
     DataError,
+    Plan,
     Problems,
+    Reading,
     abspath,
-    check_on_error,
     is_real_name,
-    plain,
+    link_ff_sources,
+    reader,
     wanted_splits,
 )
 
@@ -60,6 +61,7 @@ def _list_files(name: str, root: str, split: str, entries: str | Sequence[str]) 
     return files
 
 
+@reader("filelist")
 def read_filelist(
     lists: Mapping[str, str | Sequence[str]],
     root: str | os.PathLike,
@@ -67,9 +69,7 @@ def read_filelist(
     split: str | Sequence[str] | None = "test",
     real_sources: Sequence[str] | None = None,
     check_files: bool = True,
-    on_error: str = "raise",
-    cache_dir: str | os.PathLike | None = None,
-) -> FrameIndex:
+) -> Plan:
     """Frames named by the file lists of the requested split(s).
 
     `lists` maps each split to a list file, a folder of ``*.txt`` lists, or a sequence of
@@ -81,31 +81,21 @@ def read_filelist(
     path components (no derivable source or video), a repeated path, and, with
     `check_files`, a frame that does not exist are bad items. `check_files` lists each
     video folder once (not a stat per frame); turn it off for very large lists whose
-    frames you trust, and a missing frame then fails when it is loaded.
+    frames you trust, and a missing frame then fails when it is loaded. A fake in FF++
+    naming gets its real video of the same list folder as source (`link_ff_sources`).
     """
-    check_on_error(name, on_error)
-    mapping = plain(lists)
+    mapping = lists
     if not isinstance(mapping, dict) or not mapping:
         raise DataError(
             f"dataset {name!r}: lists must map split names to list files, e.g. "
             f"{{test: lists/test.txt}}, got {lists!r}"
         )
     splits = wanted_splits(name, split, list(mapping))
-    reals = None if real_sources is None else list(plain(real_sources))
-    root = abspath(root)
+    reals = None if real_sources is None else list(real_sources)
     files = {s: _list_files(name, root, s, mapping[s]) for s in splits}
-    params = {
-        "name": name,
-        "root": root,
-        "lists": files,
-        "split": splits,
-        "real_sources": reals,
-        "check_files": check_files,
-        "on_error": on_error,
-    }
 
-    def build(scanner: DirScanner) -> FrameIndex:
-        problems = Problems(name, on_error)
+    def build(reading: Reading) -> FrameIndex:
+        problems, scanner = reading.problems, reading.scanner
         prefix = root.rstrip("/") + "/"
         paths: list[str] = []
         row_video = array.array("q")  # per row: index into the per-video arrays below
@@ -178,17 +168,13 @@ def read_filelist(
                     origin_file.append(file_no)
                     origin_line.append(lineno)
         keep = _drop_duplicates(paths, origin_file, origin_line, file_names, problems)
-        skipped = problems.summary()
         if not paths or (keep is not None and not keep.any()):
-            raise DataError(
-                f"dataset {name!r}: no frames in the lists of split(s) {splits}: "
-                f"{[f for s in splits for f in files[s]]}"
-                + (f" (all items skipped: {skipped})" if skipped else "")
-            )
+            raise reading.empty_error(f"the lists {[f for s in splits for f in files[s]]}")
         # a <source>/<video> shared by two <dataset> folders would merge two videos: qualify all ids
         owners: dict[str, str] = {}
         clash = any(owners.setdefault(v, d) != d for v, d in zip(v_short, v_dataset, strict=True))
         ids = [f"{d}/{v}" for v, d in zip(v_short, v_dataset, strict=True)] if clash else v_short
+        v_source_video = link_ff_sources(ids, v_label, v_split)
         rv = np.frombuffer(row_video, dtype=np.int64)
         if keep is not None:
             rv = rv[keep]
@@ -200,11 +186,11 @@ def read_filelist(
             video_ids=np.asarray(ids, dtype=object)[rv].tolist(),
             sources=np.asarray(v_source, dtype=object)[rv].tolist(),
             splits=np.asarray(v_split, dtype=object)[rv].tolist(),
-            skipped=skipped,
+            source_videos=np.asarray(v_source_video, dtype=object)[rv].tolist(),
         )
 
     inputs = [f for s in splits for f in files[s]]
-    return cached_index("filelist", params, inputs, cache_dir, build)
+    return Plan(build, inputs, f"the lists {inputs}")
 
 
 def _drop_duplicates(

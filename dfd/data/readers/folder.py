@@ -10,63 +10,48 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from dfd.data.cache import DirScanner, cached_index
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.readers._common import (
     STANDARD_SPLITS,
     DataError,
-    Problems,
-    Rows,
-    abspath,
-    check_on_error,
+    Plan,
+    Reading,
     is_real_name,
-    plain,
+    reader,
     require_dir,
-    scan_labelled_sources,
     wanted_splits,
 )
 
 
+@reader("folder")
 def read_folder(
     root: str | os.PathLike,
     name: str = "folder",
     split: str | Sequence[str] | None = "test",
     real_sources: Sequence[str] | None = None,
-    on_error: str = "raise",
-    cache_dir: str | os.PathLike | None = None,
-) -> FrameIndex:
+) -> Plan:
     """Every video under `root`, labelled by its source folder and assigned to the one split `split` names.
 
     A folder has no splits of its own, so `split` must be a single name from train, val,
     test: the split this folder plays (e.g. ``test`` for a target). Video ids are
-    ``<source>/<video>``; a video folder without frames is a bad item.
+    ``<source>/<video>``; a video folder without frames is a bad item. A fake in FF++
+    naming gets its real video as source (`link_ff_sources`: ``DF/000_003`` -> ``real/000``).
     """
-    check_on_error(name, on_error)
     splits = wanted_splits(name, split, STANDARD_SPLITS)
     if len(splits) != 1:
         raise DataError(
             f"dataset {name!r}: a folder is one split, got split={splits}. "
             f"Fix: set split to one of {list(STANDARD_SPLITS)}"
         )
-    reals = None if real_sources is None else list(plain(real_sources))
-    root = abspath(root)
-    params = {
-        "name": name,
-        "root": root,
-        "split": splits,
-        "real_sources": reals,
-        "on_error": on_error,
-    }
 
-    def build(scanner: DirScanner) -> FrameIndex:
+    def build(reading: Reading) -> FrameIndex:
         require_dir(name, root, "frame root", "root")
-        problems = Problems(name, on_error)
-        rows = Rows()
         sources = {
-            s: (s, REAL if is_real_name(s, reals) else FAKE, splits[0])
-            for s in scanner.subdirs(root) or []
+            s: (s, REAL if is_real_name(s, real_sources) else FAKE, splits[0])
+            for s in reading.scanner.subdirs(root) or []
         }
-        scan_labelled_sources(rows, scanner, problems, root, sources)
-        return rows.to_index(name, problems, root)
+        reading.labelled_sources(root, sources)
+        reading.link_ff_sources()
+        return reading.index(root)
 
-    return cached_index("folder", params, [], cache_dir, build)
+    return Plan(build, (), root)

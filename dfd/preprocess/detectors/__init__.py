@@ -1,1 +1,1 @@
-"""Face detector backends; each is one `FaceDetector` built from conf/preprocess/detector/."""
+"""Face detector backends; each is one `FaceDetector` built from conf/faces/detector/."""

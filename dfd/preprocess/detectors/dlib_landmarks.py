@@ -34,7 +34,7 @@ def five_points_from_ibug(points: np.ndarray, keypoints: str) -> np.ndarray:
         return np.stack(
             [points[36:42].mean(0), points[42:48].mean(0), points[30], points[48], points[54]]
         ).astype(np.float64)
-    raise ValueError(f"preprocess.detector.keypoints={keypoints!r} must be one of {KEYPOINT_MODES}")
+    raise ValueError(f"faces.detector.keypoints={keypoints!r} must be one of {KEYPOINT_MODES}")
 
 
 class DlibDetector(FaceDetector):
@@ -48,7 +48,7 @@ class DlibDetector(FaceDetector):
         )
         if keypoints not in KEYPOINT_MODES:
             raise ValueError(
-                f"preprocess.detector.keypoints={keypoints!r} must be one of {KEYPOINT_MODES}"
+                f"faces.detector.keypoints={keypoints!r} must be one of {KEYPOINT_MODES}"
             )
         dlib = require_module(
             "dlib", "pip install dlib-bin (prebuilt wheel), or pip install dlib (compiles ~11 min)"
@@ -59,7 +59,7 @@ class DlibDetector(FaceDetector):
         probe = self.predictor(np.zeros((32, 32, 3), np.uint8), dlib.rectangle(0, 0, 31, 31))
         if probe.num_parts not in (68, 81):
             raise ValueError(
-                f"preprocess.detector.weights_path={weights_path} predicts "
+                f"faces.detector.weights_path={weights_path} predicts "
                 f"{probe.num_parts} points; the 5-point alignment needs a 68- or "
                 "81-point model (dlib's own 5-point model has no mouth corners)"
             )

@@ -51,8 +51,7 @@ class HaarMeshDetector(FaceDetector):
         self.classifier = cv2.CascadeClassifier(str(path))
         if self.classifier.empty():
             raise FileNotFoundError(
-                f"preprocess.detector.cascade={cascade!r}: no Haar cascade could be loaded "
-                f"from {path}"
+                f"faces.detector.cascade={cascade!r}: no Haar cascade could be loaded from {path}"
             )
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors

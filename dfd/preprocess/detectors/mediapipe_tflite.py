@@ -124,7 +124,7 @@ class BlazeFace:
     ) -> None:
         if model not in BLAZEFACE_MODELS:
             raise ValueError(
-                f"preprocess.detector.model={model!r} is not a BlazeFace variant; "
+                f"faces.detector.model={model!r} is not a BlazeFace variant; "
                 f"choose one of {sorted(BLAZEFACE_MODELS)}"
             )
         self.spec = BLAZEFACE_MODELS[model]

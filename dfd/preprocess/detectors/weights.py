@@ -14,13 +14,13 @@ def require_weights(weights_path: str | None, what: str, where: str) -> Path:
     """
     if not weights_path:
         raise FileNotFoundError(
-            f"preprocess.detector.weights_path is not set: this detector needs {what}. "
-            f"Download it from {where} and pass preprocess.detector.weights_path=/path/to/file"
+            f"faces.detector.weights_path is not set: this detector needs {what}. "
+            f"Download it from {where} and pass faces.detector.weights_path=/path/to/file"
         )
     path = Path(weights_path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
-            f"preprocess.detector.weights_path={weights_path}: no such file. This detector "
+            f"faces.detector.weights_path={weights_path}: no such file. This detector "
             f"needs {what}; download it from {where}"
         )
     return path

@@ -1,0 +1,160 @@
+"""Run the benchmark's sections from the composed `conf/bench.yaml` and record what they measured."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from dfd.bench.ceiling import matmul_ceiling
+from dfd.bench.crops import crops_index, find_crops, write_crops
+from dfd.bench.end_to_end import bench_end_to_end
+from dfd.bench.machine import describe_machine
+from dfd.bench.model_step import StepSetup, bench_model, build_setup
+from dfd.bench.pipeline import bench_pipeline
+from dfd.bench.results import BenchResults, format_report
+
+SECTIONS = ("pipeline", "model", "end_to_end", "flops")
+
+
+def check_sections(sections: list[str]) -> list[str]:
+    """The requested sections in canonical order; unknown names or flops without model fail."""
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or not sections:
+        raise ValueError(
+            f"sections={list(sections)}: unknown {unknown}; choose a non-empty subset of {list(SECTIONS)}"
+        )
+    if "flops" in sections and "model" not in sections:
+        raise ValueError("sections: flops compares the model step with the ceiling; add model")
+    return [s for s in SECTIONS if s in sections]
+
+
+def train_augmentations(cfg: DictConfig) -> Mapping[str, object]:
+    """The current pipeline's training augmentations from the config (the group's one reader)."""
+    return instantiate(cfg.augment.train_augmentations)
+
+
+def run_bench(cfg: DictConfig) -> BenchResults:
+    """Run every configured section, print the report, log it if tracking is on, write bench.json."""
+    sections = check_sections(list(cfg.sections))
+    out_dir = Path(cfg.paths.output_dir)
+    # crops first: a wrong folder fails before any model is built
+    crop_paths, written = _crops(cfg, out_dir)
+    try:
+        setup = build_setup(cfg)
+        tracker = instantiate(cfg.tracking)
+        with tracker.run(cfg):
+            results = _measure(cfg, sections, setup, crop_paths)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            record = out_dir / "bench.json"
+            record.write_text(json.dumps(results.as_dict(), indent=2))
+            print(format_report(results))
+            print(f"\nwritten {record}")
+            tracker.log_params({f"machine/{k}": v for k, v in results.machine.items()})
+            tracker.log_metrics(results.metrics())
+            tracker.log_artifact(record)
+            if tracker.run_id:
+                print(f"MLflow run {tracker.run_id} in {cfg.tracking.uri}")
+    finally:
+        if written and not cfg.crops.keep:
+            shutil.rmtree(out_dir / "crops", ignore_errors=True)
+    return results
+
+
+def _crops(cfg: DictConfig, out_dir: Path) -> tuple[list[Path], bool]:
+    """The crops to read: the configured folder's, or crops written for this run."""
+    c = cfg.crops
+    if c.folder:
+        return find_crops(Path(c.folder).expanduser(), c.count), False
+    if not c.count:
+        raise ValueError("crops.count must be a positive number when crops.folder is null")
+    return write_crops(out_dir / "crops", int(c.count), int(c.size), cfg.seed), True
+
+
+def _measure(
+    cfg: DictConfig, sections: list[str], setup: StepSetup, crop_paths: list[Path]
+) -> BenchResults:
+    device = setup.device
+    spec = setup.input_spec
+    if cfg.pipeline.size:
+        spec = dataclasses.replace(spec, size=(int(cfg.pipeline.size),) * 2)
+    results = BenchResults(
+        machine=describe_machine(device),
+        setup={
+            "backbone": cfg.backbone.name,
+            "pretrained": cfg.backbone.pretrained,
+            "peft": cfg.peft._target_.rsplit(".", 1)[-1]
+            + (f"({cfg.peft.config._target_.rsplit('.', 1)[-1]})" if "config" in cfg.peft else ""),
+            "trainable_params": setup.trainable_params,
+            "total_params": setup.total_params,
+            "precision": cfg.precision,
+            "batch_size": cfg.batch_size,
+            "eval_batch_size": cfg.eval_batch_size,
+            "workers": cfg.workers,
+            "steps": cfg.steps,
+            "repeats": cfg.repeats,
+            "model_input": "x".join(map(str, setup.input_spec.size)),
+            "pipeline_input": "x".join(map(str, spec.size)),
+            "pipeline_images": cfg.pipeline.images,
+            "crops": f"{len(crop_paths)} from {cfg.crops.folder}"
+            if cfg.crops.folder
+            else f"{len(crop_paths)} written, {cfg.crops.size}x{cfg.crops.size}",
+            "crop_kb_mean": round(
+                sum(p.stat().st_size for p in crop_paths) / len(crop_paths) / 1024, 1
+            ),
+        },
+    )
+    augmentations = train_augmentations(cfg)
+    if "pipeline" in sections:
+        results.pipeline = bench_pipeline(
+            crops_index(crop_paths),
+            spec,
+            augmentations,
+            cfg.pipeline.images,
+            cfg.repeats,
+            cfg.warmup,
+        )
+    if "model" in sections:
+        results.model, flops = bench_model(
+            setup, cfg.batch_size, cfg.eval_batch_size, cfg.steps, cfg.repeats, cfg.warmup
+        )
+        if "flops" in sections:
+            results.flops = flops
+    if "end_to_end" in sections:
+        results.end_to_end = bench_end_to_end(
+            setup,
+            crop_paths,
+            augmentations,
+            cfg.batch_size,
+            cfg.workers,
+            cfg.steps,
+            cfg.repeats,
+            cfg.warmup,
+            cfg.seed,
+        )
+    if "flops" in sections:
+        kind = device.type if device.type in cfg.ceiling.dtype else "cpu"
+        results.ceiling = matmul_ceiling(
+            device,
+            getattr(torch, cfg.ceiling.dtype[kind]),
+            int(cfg.ceiling.size[kind]),
+            int(cfg.ceiling.iters[kind]),
+            cfg.repeats,
+            warmup=max(cfg.warmup, 1),
+        )
+    if "flops" in sections and device.type != "cuda":
+        results.notes.append(
+            "no CUDA device: the ceiling is the CPU's fp32 matmul rate; a GPU run measures bf16"
+        )
+    if "pipeline" in sections:
+        results.notes.append(
+            "pipeline 'new' is dfd.data.frames as it stands on this branch; 'old' is "
+            "dfd.bench.baseline (the pipeline at commit 6efe3b0)"
+        )
+    return results
