@@ -54,6 +54,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     )
     run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
     tracker = instantiate(cfg.tracking)
+    if tracker.run_name is None:
+        # the trained run's folder (<date>/<time>) tells evaluations of different checkpoints apart
+        tracker.run_name = f"evaluate · {'/'.join(folder.resolve().parts[-3:-1])}"
     cbs = CallbackList([MLflowCallback(tracker)])
     try:
         cbs.on_fit_start(run)

@@ -25,9 +25,13 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from dfd.engine.callbacks import Callback, Results, RunState, RunStopped
+from dfd.run_info import run_name, run_tags
+from dfd.tables import results_markdown_csv
 
 # MLflow caps one param value at 6000 characters and a batch at 100 params
 _MAX_PARAM_CHARS, _BATCH = 6000, 100
+# the results table of each run: the paper's headline level first, the authors' mAP last
+RESULT_COLUMNS = ("video_auc", "frame_auc", "video_eer", "video_ap", "video_map")
 # the UI opens a model-training experiment on its runs, not on GenAI traces
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 EXPERIMENT_DESCRIPTION = (
@@ -267,9 +271,14 @@ class MLflowCallback(Callback):
         if not t.enabled:
             return
         resumed_id = run.run_id
+        overrides = list(run.extra.get("overrides") or [])
+        if t.run_name is None:
+            # from what the command changed, never from MLflow's RNG (seeded by the run)
+            t.run_name = run_name(overrides)
         run.run_id = t.start(
             run_id=resumed_id,
             tags={
+                **(run_tags(run.cfg, overrides) if "trainer" in run.cfg else {}),
                 "dfd.host": socket.gethostname(),
                 "dfd.pid": str(os.getpid()),
                 "dfd.run_dir": str(run.output_dir),
@@ -310,6 +319,7 @@ class MLflowCallback(Callback):
             {f"data/{k}/skipped/unreadable": n for k, n in run.extra.get("unreadable", {}).items()}
         )
         folder = run.output_dir
+        self._results_table(results, folder / "results")
         for sub in ("predictions", "results"):
             if (folder / sub).is_dir():
                 t.log_artifact(folder / sub, sub)
@@ -319,6 +329,22 @@ class MLflowCallback(Callback):
                 t.log_artifact(path, "plots")
         if (folder / "checkpoint").is_dir():
             t.log_artifact(folder / "checkpoint", "checkpoint")
+
+    def _results_table(self, results: Results, folder: Path) -> None:
+        """results.md / results.csv (one row per target plus the mean) and the same table as
+        the run's description, so one click shows the cross-dataset row."""
+        markdown, csv = results_markdown_csv(results, RESULT_COLUMNS)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.md").write_text(markdown + "\n")
+        (folder / "results.csv").write_text(csv)
+        selected = (
+            f"selected epoch {results['best_epoch']} on source val. "
+            if "best_epoch" in results
+            else ""
+        )
+        self.tracker.set_tags(
+            {"mlflow.note.content": f"{selected}Video-level results:\n\n{markdown}"}
+        )
 
     def on_exception(self, run: RunState, error: BaseException) -> None:
         if not self.tracker.run_id:

@@ -57,6 +57,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     _print_data(splits, accelerator)
     model, objective = build_detector(cfg)
     trainable, total = count_parameters(model)
+    overrides = _overrides(cfg)
 
     run = RunState(
         cfg=cfg,
@@ -65,6 +66,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         monitor=t.monitor,
         run_id=resume.info["run_id"] if resume else None,
         resumed=resume is not None,
+        extra={"overrides": overrides},
         params={
             "trainable_params": trainable,
             "total_params": total,
@@ -74,7 +76,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     cbs = CallbackList(
         [
             MLflowCallback(instantiate(cfg.tracking)),
-            BestCheckpoint(out_dir / "checkpoint", _overrides()),
+            BestCheckpoint(out_dir / "checkpoint", overrides),
             ResumeStateWriter(out_dir, accelerator, t.resume_every_steps),
             *([EarlyStopping(t.early_stop_patience)] if t.early_stop_patience else []),
             *callbacks,
@@ -195,13 +197,14 @@ def _resume_state(cfg: DictConfig):
     return state
 
 
-def _overrides() -> list[str] | None:
-    """The command line's overrides, when this process runs under Hydra's app."""
+def _overrides(cfg: DictConfig) -> list[str]:
+    """The overrides the run was composed from: the command line's under Hydra's app, else
+    those a sweep recorded in the `dfd.overrides` tag (empty when unknown)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
-        return None
-    return list(HydraConfig.get().overrides.task)
+    if HydraConfig.initialized():
+        return list(HydraConfig.get().overrides.task)
+    return str((cfg.tracking.get("tags") or {}).get("dfd.overrides", "")).split()
 
 
 def _data_params(splits, provenance) -> dict[str, int | str]:

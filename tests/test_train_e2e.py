@@ -114,3 +114,40 @@ def test_bf16_and_gradient_accumulation_train(tmp_path, demo_cache):
     results = train(compose_train(overrides, tmp_path))
     assert results["best_epoch"] in (0, 1)
     assert all(math.isfinite(m["video_auc"]) for m in results["test"].values())
+
+
+def test_command_line_runs_are_named_and_tagged_by_their_overrides(tmp_path, demo_cache):
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    shared = [
+        f"paths.cache_dir={demo_cache}",
+        f"tracking.uri={uri}",
+        "trainer.max_epochs=1",
+        "trainer.max_steps=2",
+        "data.frames_per_video.eval=1",
+        "tracking.log_plots=false",
+    ]
+    for i, extra in enumerate([["peft=lora"], ["head=linear", "loss=ce"]]):
+        cmd = [sys.executable, "-m", "dfd.train", *extra, *shared, f"hydra.run.dir={tmp_path}/r{i}"]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    mlflow.set_tracking_uri(uri)
+    runs = {
+        r.info.run_name: r
+        for r in mlflow.search_runs(experiment_names=["dfd"], output_format="list")
+    }
+    common = "max_epochs=1 · max_steps=2 · eval=1"
+    assert set(runs) == {f"lora · {common}", f"linear · ce · {common}"}
+    lora = runs[f"lora · {common}"]
+    assert lora.data.tags["dfd.overrides"].startswith("peft=lora paths.cache_dir=")
+    assert lora.data.tags["dfd.selection.split"] == "val" and lora.data.tags["dfd.data"] == "demo"
+    # one click shows the cross-dataset row: the description and the results artifact
+    assert "| mean |" in lora.data.tags["mlflow.note.content"]
+    client = mlflow.MlflowClient(uri)
+    assert {f.path for f in client.list_artifacts(lora.info.run_id, "results")} == {
+        "results/results.md",
+        "results/results.csv",
+    }
+    exp = client.get_experiment_by_name("dfd")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
