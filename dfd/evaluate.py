@@ -102,6 +102,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         raise
     finally:
         cbs.teardown(run)
+    # every process leaves together: a process group torn down while a peer is still in a
+    # collective can hang that peer
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
 
