@@ -117,6 +117,9 @@ class Trainer:
             disable=not acc.is_local_main_process,
         )
         for batch in bar:
+            # checked before a batch, not after one: the bar then counts the last batch
+            if run.step >= self.total_steps:
+                break
             self._note_unreadable("train", batch)
             if batch["pixel_values"].shape[0] == 0:
                 # every frame of the batch was unreadable (data.on_error=skip): nothing to learn
@@ -145,8 +148,6 @@ class Trainer:
                     running.zero_()
                     since_log = 0
                 self.callbacks.on_train_batch_end(run)
-                if run.step >= self.total_steps:
-                    break
         stats = {k: self._finite(v / max(prog.batches, 1), k) for k, v in prog.sums.items()}
         stats["lr"] = self.scheduler.get_last_lr()[0]
         return stats
