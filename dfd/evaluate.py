@@ -17,8 +17,8 @@ import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.build import load_detector, load_targets
 from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
-from dfd.engine.accelerator import make_accelerator
-from dfd.engine.callbacks import CallbackList, Results, RunState
+from dfd.engine.accelerator import finish, make_accelerator
+from dfd.engine.callbacks import CallbackList, Results, RunState, watched
 from dfd.engine.targets import score_targets
 from dfd.engine.task import DetectionTask
 from dfd.results import results_summary, write_metrics, write_predictions
@@ -58,7 +58,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         # the trained run's folder (<date>/<time>) tells evaluations of different checkpoints apart
         tracker.run_name = f"evaluate · {'/'.join(folder.resolve().parts[-3:-1])}"
     cbs = CallbackList([MLflowCallback(tracker)])
-    try:
+    with watched(cbs, run):
         cbs.on_fit_start(run)
         task = accelerator.prepare(DetectionTask(model, objective=None))
         transform = FrameTransform(model.backbone.input_spec)
@@ -97,15 +97,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
             if robust.plot is not None:
                 print(robust.summary())
                 tracker.log_artifact(robust.plot, "plots")
-    except BaseException as err:
-        cbs.on_exception(run, err)
-        raise
-    finally:
-        cbs.teardown(run)
-    # every process leaves together: a process group torn down while a peer is still in a
-    # collective can hang that peer
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    finish(accelerator)
     return results
 
 

@@ -22,8 +22,8 @@ from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
 from dfd.data.loading import make_loader
 from dfd.data.provenance import dataset_provenance, pipeline_mismatch
-from dfd.engine.accelerator import make_accelerator
-from dfd.engine.callbacks import Callback, CallbackList, EarlyStopping, Results, RunState
+from dfd.engine.accelerator import finish, make_accelerator
+from dfd.engine.callbacks import Callback, CallbackList, EarlyStopping, Results, RunState, watched
 from dfd.engine.checkpoint import load_trainable
 from dfd.engine.optim import build_optimizer
 from dfd.engine.resume import check_same_config, find_resumable, read_resume_state
@@ -82,7 +82,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
             *callbacks,
         ]
     )
-    try:
+    with watched(cbs, run):
         spec = model.backbone.input_spec
         train_tf = FrameTransform(spec, instantiate(cfg.augment.train_augmentations))
         eval_tf = FrameTransform(spec)
@@ -163,15 +163,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
             write_predictions(out_dir / "predictions", predictions)
             _print_results(run, results)
         cbs.on_test_end(run, results)
-    except BaseException as err:
-        cbs.on_exception(run, err)
-        raise
-    finally:
-        cbs.teardown(run)
-    # every process leaves together: a process group torn down while a peer is still in a
-    # collective can hang that peer
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    finish(accelerator)
     return results
 
 

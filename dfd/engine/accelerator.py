@@ -8,6 +8,13 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration
 
 
+def finish(accelerator: Accelerator) -> None:
+    """End a run's processes together: a process group torn down while a peer is still in
+    a collective can hang that peer."""
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
 def make_accelerator(
     precision: str, grad_accum_steps: int = 1, cpu: bool | None = None
 ) -> Accelerator:

@@ -7,7 +7,8 @@ points and knows nothing of MLflow, Optuna or files. Every method is optional.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,19 @@ def _guarded(hook, *args) -> None:
         import warnings
 
         warnings.warn(f"{type(hook.__self__).__name__}.{hook.__name__} failed: {err}", stacklevel=2)
+
+
+@contextlib.contextmanager
+def watched(callbacks: Callback, run: RunState) -> Iterator[None]:
+    """Run a block under `callbacks`: ``on_exception`` on any error (then re-raised, Ctrl-C
+    and SIGTERM included), ``teardown`` always."""
+    try:
+        yield
+    except BaseException as err:
+        callbacks.on_exception(run, err)
+        raise
+    finally:
+        callbacks.teardown(run)
 
 
 class EarlyStopping(Callback):
