@@ -48,6 +48,11 @@ class Splits:
     val: FrameIndex
     test: dict[str, FrameIndex]
 
+    def by_role(self) -> list[tuple[str, FrameIndex]]:
+        """``[("train", ...), ("val", ...), (target, ...), ...]``: every set under the name
+        its params and logs use."""
+        return [("train", self.train), ("val", self.val), *self.test.items()]
+
 
 def load_targets(data_cfg: DictConfig) -> dict[str, FrameIndex]:
     """Every target of `data.test`, with the evaluation frames-per-video limit applied."""

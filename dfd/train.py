@@ -204,7 +204,7 @@ def _overrides(cfg: DictConfig) -> list[str]:
 
 def _data_params(splits, provenance) -> dict[str, int | str]:
     params = {}
-    for role, index in [("train", splits.train), ("val", splits.val), *splits.test.items()]:
+    for role, index in splits.by_role():
         params[f"data/{role}/frames"] = len(index)
         params[f"data/{role}/videos"] = len(set(index.video_ids))
         for reason, n in index.skipped.items():
@@ -216,8 +216,7 @@ def _data_params(splits, provenance) -> dict[str, int | str]:
 
 def _provenance(splits, accelerator) -> dict[str, dict[str, str]]:
     """Per dataset: the face pipeline behind its crops and the frames per video used."""
-    roles = [("train", splits.train), ("val", splits.val), *splits.test.items()]
-    provenance = {role: dataset_provenance(index) for role, index in roles}
+    provenance = {role: dataset_provenance(index) for role, index in splits.by_role()}
     if accelerator.is_main_process:
         for warning in pipeline_mismatch(provenance):
             warnings.warn(warning, stacklevel=2)
@@ -227,7 +226,7 @@ def _provenance(splits, accelerator) -> dict[str, dict[str, str]]:
 def _print_data(splits, accelerator) -> None:
     if not accelerator.is_main_process:
         return
-    for role, index in [("train", splits.train), ("val", splits.val), *splits.test.items()]:
+    for role, index in splits.by_role():
         tqdm.write(f"{role:>8}: {index.summary()}")
         for reason, count in index.skipped.items():
             tqdm.write(f"{'':>8}  skipped {count} ({reason})")

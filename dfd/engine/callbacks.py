@@ -8,6 +8,7 @@ points and knows nothing of MLflow, Optuna or files. Every method is optional.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,8 +144,6 @@ def _guarded(hook, *args) -> None:
     try:
         hook(*args)
     except Exception as err:  # noqa: BLE001  (cleanup must reach every callback)
-        import warnings
-
         warnings.warn(f"{type(hook.__self__).__name__}.{hook.__name__} failed: {err}", stacklevel=2)
 
 

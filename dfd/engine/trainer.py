@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, skip_first_batches
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -25,7 +25,13 @@ from dfd.data.loading import set_loader_epoch
 from dfd.engine.callbacks import Callback, RunState
 from dfd.engine.checkpoint import load_trainable, trainable_state
 from dfd.engine.inference import evaluate
-from dfd.engine.resume import ResumeState, optimizer_state_dict, set_rng_state
+from dfd.engine.resume import (
+    ResumeError,
+    ResumeState,
+    optimizer_state_dict,
+    optimizer_tensors,
+    set_rng_state,
+)
 from dfd.engine.task import DetectionTask
 from dfd.progress import progress
 
@@ -100,8 +106,6 @@ class Trainer:
         loader = self.train_loader
         if prog.batches:
             # a mid-epoch resume: the epoch's order is a function of (seed, epoch) only
-            from accelerate import skip_first_batches
-
             loader = skip_first_batches(loader, prog.batches)
         if hasattr(loader, "set_epoch"):
             # Accelerate's loader re-applies its own iteration counter as the epoch on every
@@ -188,8 +192,6 @@ class Trainer:
     # ---- resume -------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """What the resume state of this moment holds (tensors and JSON-ready info)."""
-        from dfd.engine.resume import optimizer_tensors
-
         run, prog = self.run, self.position
         opt_tensors, opt_rest = optimizer_tensors(self.optimizer)
         mid_epoch = 0 < prog.batches < len(self.train_loader) and run.step < self.total_steps
@@ -218,8 +220,6 @@ class Trainer:
     def _restore(self, state: ResumeState) -> None:
         info, run = state.info, self.run
         if info["world_size"] != self.accelerator.num_processes:
-            from dfd.engine.resume import ResumeError
-
             raise ResumeError(
                 f"trainer.resume={state.run_dir}: the run was saved by {info['world_size']} "
                 f"process(es); resume it with the same number ({self.accelerator.num_processes} now)"
