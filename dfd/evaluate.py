@@ -60,7 +60,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     cbs = CallbackList([MLflowCallback(tracker)])
     with watched(cbs, run):
         cbs.on_fit_start(run)
-        task = accelerator.prepare(DetectionTask(model, objective=None))
+        # scoring needs no DDP wrapper (no gradients to reduce): the model only moves to the
+        # device, and no DDP Reducer outlives the process group at the end
+        task = DetectionTask(model, objective=None).to(accelerator.device)
         transform = FrameTransform(model.backbone.input_spec)
         results, predictions, lost = score_targets(
             task,

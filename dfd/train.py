@@ -163,6 +163,10 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
             write_predictions(out_dir / "predictions", predictions)
             _print_results(run, results)
         cbs.on_test_end(run, results)
+    # release the DDP-wrapped task while the process group lives: a DDP Reducer destroyed
+    # after the group was torn down can hang in gloo's destructor
+    run.snapshot = None
+    del trainer, task
     finish(accelerator)
     return results
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
@@ -10,8 +12,11 @@ from accelerate.utils import DataLoaderConfiguration
 
 def finish(accelerator: Accelerator) -> None:
     """End a run's processes together: a process group torn down while a peer is still in
-    a collective can hang that peer."""
+    a collective can hang that peer. Accelerate's references to prepared models go first
+    (`free_memory`), so no DDP wrapper outlives the group."""
     accelerator.wait_for_everyone()
+    accelerator.free_memory()
+    gc.collect()
     accelerator.end_training()
 
 
