@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -82,11 +83,17 @@ def prepare_experiment(uri: str, experiment: str, artifact_location: str | None 
         found = client.get_experiment_by_name(experiment)
         if found is not None:
             return found.experiment_id
-        return client.create_experiment(
-            experiment,
-            artifact_location=_artifact_uri(uri, artifact_location),
-            tags={**EXPERIMENT_KIND, "mlflow.note.content": EXPERIMENT_DESCRIPTION},
-        )
+        try:
+            return client.create_experiment(
+                experiment,
+                artifact_location=_artifact_uri(uri, artifact_location),
+                tags={**EXPERIMENT_KIND, "mlflow.note.content": EXPERIMENT_DESCRIPTION},
+            )
+        except MlflowException as err:
+            # a tracking server is not locked: another process may have created it meanwhile
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return client.get_experiment_by_name(experiment).experiment_id
 
 
 def _artifact_uri(uri: str, artifact_location: str | None) -> str | None:
