@@ -17,6 +17,7 @@ import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.build import load_detector, load_targets
 from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
+from dfd.data.store import StoreOptions
 from dfd.engine.accelerator import finish, make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState, watched
 from dfd.engine.targets import score_targets
@@ -41,6 +42,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     with accelerator.main_process_first():
         targets = load_targets(data_cfg)
     on_error = data_cfg.get("on_error", "raise")
+    store = _store_options(cfg, data_cfg)
     aggregate = cfg.eval.aggregate or train_cfg.get("eval", {}).get("aggregate", "mean")
 
     run_cfg = OmegaConf.create(
@@ -73,6 +75,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
             cfg.num_workers,
             on_error,
             aggregate,
+            store=store,
         )
         run.predictions = predictions
         run.extra["unreadable"] = lost
@@ -94,6 +97,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
                 out_dir / "plots",
                 on_error,
                 aggregate,
+                store=store,
             )
             tracker.log_metrics(robust.metrics)
             if robust.plot is not None:
@@ -101,6 +105,14 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
                 tracker.log_artifact(robust.plot, "plots")
     finish(accelerator)
     return results
+
+
+def _store_options(cfg: DictConfig, data_cfg: DictConfig) -> StoreOptions | None:
+    """The frame store the targets read: evaluate's `store.roles` if set, else the data config's."""
+    own = cfg.get("store") or {}
+    if own.get("roles") is not None:
+        return StoreOptions.from_config(own)
+    return StoreOptions.from_config(data_cfg.get("store"))
 
 
 @entry_point("evaluate")

@@ -30,6 +30,7 @@ from dfd.data.frames import FrameTransform  # noqa: E402
 from dfd.data.index import FrameIndex  # noqa: E402
 from dfd.data.loading import make_loader  # noqa: E402
 from dfd.data.perturb import Perturbation, PerturbedTransform  # noqa: E402
+from dfd.data.store import StoreOptions, store_for  # noqa: E402
 from dfd.engine.inference import evaluate  # noqa: E402
 
 CLEAN = "0"  # the severity key of unperturbed frames, shared by every perturbation's curve
@@ -98,6 +99,7 @@ def evaluate_robustness(
     out_dir: Path,
     on_error: str = "raise",
     aggregate: str = "mean",
+    store: StoreOptions | None = None,
 ) -> RobustnessResults:
     """Score every target clean and at every severity of every perturbation.
 
@@ -105,14 +107,27 @@ def evaluate_robustness(
     the evaluation transform; each perturbation runs on the decoded crop before it.
     `on_error` and `aggregate` are the clean evaluation's (unreadable frames, a video's
     score from its frames'). The plot (``robustness.png``) and the nested results
-    (``robustness.json``) are written into `out_dir` by the main process.
+    (``robustness.json``) are written into `out_dir` by the main process. With `store`
+    naming the test role, the clean pass reads the targets' evaluation store and every
+    perturbed pass one store of the decoded frames (decoded once for all severities).
     """
     if not perturbations:
         raise ValueError("no perturbations to evaluate: choose a robustness option with some")
 
     def score(index: FrameIndex, tf, desc: str) -> dict[str, float]:
+        with accelerator.main_process_first():
+            frames = store_for("test", index, tf, store, num_workers)
         loader = accelerator.prepare(
-            make_loader(index, tf, batch_size, num_workers, train=False, seed=0, on_error=on_error)
+            make_loader(
+                index,
+                tf,
+                batch_size,
+                num_workers,
+                train=False,
+                seed=0,
+                on_error=on_error,
+                frames=frames,
+            )
         )
         metrics, _, _ = evaluate(task, loader, accelerator, desc=desc, aggregate=aggregate)
         return metrics

@@ -22,6 +22,7 @@ from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
 from dfd.data.loading import make_loader
 from dfd.data.provenance import dataset_provenance, pipeline_mismatch
+from dfd.data.store import StoreOptions, store_for
 from dfd.engine.accelerator import finish, make_accelerator
 from dfd.engine.callbacks import Callback, CallbackList, EarlyStopping, Results, RunState, watched
 from dfd.engine.checkpoint import load_trainable
@@ -89,6 +90,15 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         task = DetectionTask(model, objective)
         optimizer = build_optimizer(task, instantiate(t.optimizer), t.weight_decay, t.no_decay)
         on_error = cfg.data.get("on_error", "raise")
+        store = StoreOptions.from_config(cfg.data.get("store"))
+        with accelerator.main_process_first():
+            stores = {
+                role: store_for(role, index, tf, store, t.num_workers)
+                for role, index, tf in (
+                    ("train", splits.train, train_tf),
+                    ("val", splits.val, eval_tf),
+                )
+            }
         train_loader = make_loader(
             splits.train,
             train_tf,
@@ -98,6 +108,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
             cfg.seed,
             on_error=on_error,
             sampler=cfg.data.get("sampler"),
+            frames=stores["train"],
         )
         val_loader = make_loader(
             splits.val,
@@ -107,6 +118,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
             False,
             cfg.seed,
             on_error=on_error,
+            frames=stores["val"],
         )
         if t.compile:
             task = torch.compile(task)
@@ -150,6 +162,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
             t.num_workers,
             on_error,
             cfg.eval.aggregate,
+            store=store,
         )
         results: Results = {"best_epoch": run.best_epoch, "val": run.best_val, **scored}
         run.predictions = predictions

@@ -60,7 +60,7 @@ def test_bench_measures_every_section_and_logs_them(tmp_path, capsys):
 
     for transform in ("train", "eval"):
         figures = res.pipeline[transform]
-        assert all(_positive(figures[k]) for k in ("old", "new", "ratio"))
+        assert all(_positive(figures[k]) for k in ("old", "new", "ratio", "store", "store_ratio"))
         assert len(figures["ratio"].values) == cfg.repeats
     assert _positive(res.model["train"]) and _positive(res.model["eval"])
     assert _positive(res.end_to_end) and _positive(res.ceiling.tflops)
@@ -76,6 +76,7 @@ def test_bench_measures_every_section_and_logs_them(tmp_path, capsys):
     assert record["setup"]["backbone"] == "tiny_clip"
     assert record["pipeline"]["train"]["ratio"]["median"] == res.pipeline["train"]["ratio"].median
     assert not (tmp_path / "run" / "crops").exists(), "written crops are removed unless kept"
+    assert not (tmp_path / "run" / "frame_stores").exists(), "the benchmark's stores are removed"
 
     client = MlflowClient(uri)
     (run,) = client.search_runs(
@@ -85,6 +86,7 @@ def test_bench_measures_every_section_and_logs_them(tmp_path, capsys):
     for key in (
         "bench/pipeline/train/ratio",
         "bench/pipeline/eval/new_images_per_s",
+        "bench/pipeline/eval/store_ratio",
         "bench/model/train_images_per_s",
         "bench/end_to_end/train_images_per_s",
         "bench/flops/train_ceiling_fraction",

@@ -17,6 +17,7 @@ from dfd.bench.model_step import StepSetup, train_step
 from dfd.bench.pipeline import current_transform
 from dfd.bench.timing import Rate, time_region
 from dfd.data.loading import make_loader
+from dfd.data.store import open_store
 
 
 def bench_end_to_end(
@@ -29,15 +30,21 @@ def bench_end_to_end(
     repeats: int,
     warmup: int,
     seed: int,
+    store_folder: Path | None = None,
 ) -> Rate:
-    """Training images/s through the real loader with `workers` worker processes."""
+    """Training images/s through the real loader with `workers` worker processes.
+
+    With `store_folder` the loader reads a frame store built there first (untimed) instead
+    of decoding the PNGs: what a run with `data/store=all` does.
+    """
     if steps < 1 or repeats < 1:
         raise ValueError(f"steps={steps} and repeats={repeats} must be >= 1")
     n_batches = warmup + steps * repeats
     index = crops_index(crop_paths, length=n_batches * batch_size)
     transform = current_transform(setup.input_spec, train_augmentations)
+    frames = open_store(index, transform, store_folder, workers) if store_folder else None
     loader = setup.accelerator.prepare(
-        make_loader(index, transform, batch_size, workers, train=True, seed=seed)
+        make_loader(index, transform, batch_size, workers, train=True, seed=seed, frames=frames)
     )
     setup.task.train()
     batches = iter(loader)

@@ -5,13 +5,16 @@ to 1; the benchmark measures the same in the main process, with torch and OpenCV
 one thread for the duration. One item is the stable unit `FrameDataset(index, transform)[i]`:
 decode the PNG, augment (train only), resize and normalize. The baseline is
 `dfd.bench.baseline`, dfd's previous pipeline; both run on the same crops with the same
-seed, interleaved.
+seed, interleaved. With a store folder a third variant reads the same frames from a
+pre-decoded frame store (`dfd.data.store`, built before timing): what `data/store=all`
+gives a run from its second pass (or its second run) on.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import cv2
 import torch
@@ -20,6 +23,7 @@ from dfd.bench import baseline
 from dfd.bench.timing import Rate, interleaved, paired_ratio
 from dfd.data.frames import FrameDataset, FrameTransform
 from dfd.data.index import FrameIndex
+from dfd.data.store import open_store
 from dfd.models.backbone import InputSpec
 
 TRANSFORMS = ("train", "eval")
@@ -61,12 +65,15 @@ def bench_pipeline(
     images: int,
     repeats: int,
     warmup: int,
+    store_folder: Path | None = None,
 ) -> dict[str, dict[str, Rate]]:
     """Images/s of one worker for the train and eval transforms, baseline ("old") and current ("new").
 
     Every timed call loads items 0..images-1 of `index` (the same items and random draws
-    each repeat), after `warmup` untimed items per variant. Returns ``{"train": {"old", "new", "ratio"}, "eval": {...}}`` where
-    ``ratio`` is new/old per repeat.
+    each repeat), after `warmup` untimed items per variant. Returns ``{"train": {"old",
+    "new", "ratio"}, "eval": {...}}`` where ``ratio`` is new/old per repeat; with
+    `store_folder` also ``"store"`` (the current pipeline reading a frame store built
+    there) and ``"store_ratio"`` (store/old).
     """
     if images < 1:
         raise ValueError(f"pipeline.images={images} must be >= 1")
@@ -74,9 +81,11 @@ def bench_pipeline(
     for transform in TRANSFORMS:
         train = transform == "train"
         datasets[f"{transform}/old"] = baseline_dataset(index, spec, train)
-        datasets[f"{transform}/new"] = FrameDataset(
-            index, current_transform(spec, train_augmentations if train else None)
-        )
+        current = current_transform(spec, train_augmentations if train else None)
+        datasets[f"{transform}/new"] = FrameDataset(index, current)
+        if store_folder is not None:
+            store = open_store(index, current, store_folder)
+            datasets[f"{transform}/store"] = FrameDataset(index, current, frames=store.read)
     n = min(images, len(index))
 
     def load_all(dataset) -> None:
@@ -94,4 +103,7 @@ def bench_pipeline(
     for transform in TRANSFORMS:
         old, new = rates[f"{transform}/old"], rates[f"{transform}/new"]
         out[transform] = {"old": old, "new": new, "ratio": paired_ratio(new, old)}
+        if store_folder is not None:
+            stored = rates[f"{transform}/store"]
+            out[transform] |= {"store": stored, "store_ratio": paired_ratio(stored, old)}
     return out

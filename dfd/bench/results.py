@@ -15,7 +15,8 @@ class BenchResults:
     Attributes:
         machine: CPU, cores, GPU and versions (`machine.describe_machine`).
         setup: what was measured (backbone, peft, precision, batch sizes, crops...).
-        pipeline: {"train"|"eval": {"old", "new", "ratio"}}: images/s of one worker.
+        pipeline: {"train"|"eval": {"old", "new", "ratio"[, "store", "store_ratio"]}}:
+            images/s of one worker (the store figures read a pre-decoded frame store).
         model: {"train"|"eval": images/s} of the step on synthetic tensors.
         flops: {"train"|"eval": FLOPs of one step} at the configured batch sizes.
         end_to_end: training images/s from PNG crops through the DataLoader.
@@ -54,6 +55,9 @@ class BenchResults:
             rates[f"bench/pipeline/{transform}/old_images_per_s"] = figures["old"]
             rates[f"bench/pipeline/{transform}/new_images_per_s"] = figures["new"]
             rates[f"bench/pipeline/{transform}/ratio"] = figures["ratio"]
+            if "store" in figures:
+                rates[f"bench/pipeline/{transform}/store_images_per_s"] = figures["store"]
+                rates[f"bench/pipeline/{transform}/store_ratio"] = figures["store_ratio"]
         for kind, rate in (self.model or {}).items():
             rates[f"bench/model/{kind}_images_per_s"] = rate
         if self.end_to_end is not None:
@@ -129,12 +133,16 @@ def format_report(res: BenchResults) -> str:
             "",
             f"(a) data pipeline, images/s per worker process (1 thread, "
             f"{s['pipeline_images']} crops per repeat, old/new interleaved)",
-            f"    {'transform':<10}{'old (baseline)':<26}{'new (current)':<26}new/old",
+            f"    {'transform':<10}{'old (baseline)':<26}{'new (current)':<26}{'new/old':<26}"
+            + (f"{'new, frame store':<26}store/old" if "store" in next(iter(p.values())) else ""),
         ]
         for transform, f in p.items():
-            lines.append(
-                f"    {transform:<10}{_fmt(f['old']):<26}{_fmt(f['new']):<26}{_fmt(f['ratio'])}"
+            line = (
+                f"    {transform:<10}{_fmt(f['old']):<26}{_fmt(f['new']):<26}{_fmt(f['ratio']):<26}"
             )
+            if "store" in f:
+                line += f"{_fmt(f['store']):<26}{_fmt(f['store_ratio'])}"
+            lines.append(line.rstrip())
     if res.model:
         lines += [
             "",

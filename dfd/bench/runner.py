@@ -62,6 +62,7 @@ def run_bench(cfg: DictConfig) -> BenchResults:
             if tracker.run_id:
                 print(f"MLflow run {tracker.run_id} in {cfg.tracking.uri}")
     finally:
+        shutil.rmtree(out_dir / "frame_stores", ignore_errors=True)
         if written and not cfg.crops.keep:
             shutil.rmtree(out_dir / "crops", ignore_errors=True)
     return results
@@ -81,6 +82,7 @@ def _measure(
     cfg: DictConfig, sections: list[str], setup: StepSetup, crop_paths: list[Path]
 ) -> BenchResults:
     device = setup.device
+    out_dir = Path(cfg.paths.output_dir)
     spec = setup.input_spec
     if cfg.pipeline.size:
         spec = dataclasses.replace(spec, size=(int(cfg.pipeline.size),) * 2)
@@ -119,6 +121,7 @@ def _measure(
             cfg.pipeline.images,
             cfg.repeats,
             cfg.warmup,
+            store_folder=out_dir / "frame_stores" if cfg.store.pipeline else None,
         )
     if "model" in sections:
         results.model, flops = bench_model(
@@ -137,6 +140,7 @@ def _measure(
             cfg.repeats,
             cfg.warmup,
             cfg.seed,
+            store_folder=out_dir / "frame_stores" if cfg.store.end_to_end else None,
         )
     if "flops" in sections:
         kind = device.type if device.type in cfg.ceiling.dtype else "cpu"
@@ -156,5 +160,13 @@ def _measure(
         results.notes.append(
             "pipeline 'new' is dfd.data.frames as it stands on this branch; 'old' is "
             "dfd.bench.baseline (the pipeline at commit 6efe3b0)"
+            + (
+                "; 'frame store' is 'new' reading a pre-decoded store (data/store=all) "
+                "instead of decoding the PNGs"
+                if cfg.store.pipeline
+                else ""
+            )
         )
+    if "end_to_end" in sections and cfg.store.end_to_end:
+        results.notes.append("end to end read a pre-decoded frame store (store.end_to_end=true)")
     return results

@@ -131,6 +131,31 @@ class FrameTransform:
         std = np.asarray(spec.std, dtype=np.float32)
         self._lut = [((v - mean[c]) / std[c]).reshape(1, 256) for c in range(3)]
 
+    @property
+    def stored_form(self) -> str:
+        """What a frame store (`dfd.data.store`) keeps for this transform, as a name.
+
+        With augmentations the frame as decoded (they run on it, fresh every epoch); without
+        (evaluation) the frame already resized to the backbone's input, the one expensive
+        deterministic step, so that loading it costs a look-up.
+        """
+        if self.augmentations:
+            return "decoded"
+        h, w = self.spec.size
+        return f"resized{h}x{w}-{Image.Resampling(self.spec.resample).name.lower()}-{self.resize}"
+
+    def store_frame(self, img: np.ndarray) -> np.ndarray:
+        """The (H, W, 3) uint8 array a frame store keeps for `img` (see `stored_form`).
+
+        ``self(self.store_frame(img), rng)`` equals ``self(img, rng)`` exactly: the resize
+        of an image already at the input size is skipped.
+        """
+        if self.augmentations:
+            return img
+        if self.resize == "pillow":
+            return _resized_pillow(img, self.spec.size, self.spec.resample)
+        return np.stack(_resize_torch(img, self.spec.size, self.spec.resample), axis=-1)
+
     def __call__(self, img: np.ndarray | Image.Image, rng: random.Random) -> torch.Tensor:
         if isinstance(img, Image.Image):
             img = np.asarray(img.convert("RGB"))
@@ -157,8 +182,8 @@ def _fit(h: int, w: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
     return nh, nw, (nh - th) // 2, (nw - tw) // 2
 
 
-def _resize_pillow(img: np.ndarray, size: tuple[int, int], resample: int) -> list[np.ndarray]:
-    """Pillow's resize (shortest edge, centre crop) of (H, W, 3) uint8 -> 3 planes (h, w)."""
+def _resized_pillow(img: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """Pillow's resize (shortest edge, centre crop) of (H, W, 3) uint8 -> (h, w, 3) uint8."""
     th, tw = size
     h, w = img.shape[:2]
     if (h, w) != (th, tw):
@@ -166,7 +191,12 @@ def _resize_pillow(img: np.ndarray, size: tuple[int, int], resample: int) -> lis
         pil = Image.frombuffer("RGB", (w, h), np.ascontiguousarray(img), "raw", "RGB", 0, 1)
         img = np.asarray(pil.resize((nw, nh), resample=Image.Resampling(resample)))
         img = img[top : top + th, left : left + tw]
-    return cv2.split(np.ascontiguousarray(img))
+    return np.ascontiguousarray(img)
+
+
+def _resize_pillow(img: np.ndarray, size: tuple[int, int], resample: int) -> list[np.ndarray]:
+    """Pillow's resize (shortest edge, centre crop) of (H, W, 3) uint8 -> 3 planes (h, w)."""
+    return cv2.split(_resized_pillow(img, size, resample))
 
 
 def _resize_torch(img: np.ndarray, size: tuple[int, int], resample: int) -> list[np.ndarray]:
@@ -192,10 +222,18 @@ class FrameDataset(Dataset):
     ``on_error="skip"``, gives an item with ``unreadable=True`` and empty (0, H, W)
     pixel_values, which `collate_frames` drops from the batch and reports (torch's default
     collate fails loudly on such an item instead of training on it).
+
+    `frames` (a `dfd.data.store.FrameStore` of this index, built for this transform's
+    `stored_form`) replaces decoding the files: same items, same errors.
     """
 
     def __init__(
-        self, index: FrameIndex, transform: FrameTransform, seed: int = 0, on_error: str = "raise"
+        self,
+        index: FrameIndex,
+        transform: FrameTransform,
+        seed: int = 0,
+        on_error: str = "raise",
+        frames: Callable[[int], np.ndarray] | None = None,
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error={on_error!r} must be one of {list(ON_ERROR)}")
@@ -203,6 +241,7 @@ class FrameDataset(Dataset):
         self.transform = transform
         self.seed = seed
         self.on_error = on_error
+        self.frames = frames
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -215,7 +254,7 @@ class FrameDataset(Dataset):
         path = self.index.paths[i]
         label = int(self.index.labels[i])
         try:
-            img = decode_frame(path)
+            img = decode_frame(path) if self.frames is None else self.frames(i)
         except UnreadableFrameError as err:
             if self.on_error == "raise":
                 raise UnreadableFrameError(

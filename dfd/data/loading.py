@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from dfd.data.frames import FrameDataset, FrameTransform, collate_frames
 from dfd.data.index import FrameIndex
 from dfd.data.sampling import batch_sampler, epoch_seed
+from dfd.data.store import FrameStore
 
 
 def _one_thread_per_worker(worker_id: int) -> None:
@@ -40,14 +41,18 @@ def make_loader(
     on_error: str = "raise",
     sampler: Mapping[str, Any] | None = None,
     prefetch_factor: int | None = None,
+    frames: FrameStore | None = None,
 ) -> DataLoader:
     """A DataLoader over lazily loaded frames.
 
     Training draws its batches from the `data.sampler` option (`sampler`, a partial config;
     None = plain shuffling), advanced with `set_loader_epoch`, and drops the last partial
-    batch; evaluation keeps the index order and every frame.
+    batch; evaluation keeps the index order and every frame. `frames` is the index's
+    frame store (`dfd.data.store.store_for`) to read instead of decoding the files.
     """
-    dataset = FrameDataset(index, transform, seed=seed, on_error=on_error)
+    dataset = FrameDataset(
+        index, transform, seed=seed, on_error=on_error, frames=frames.read if frames else None
+    )
     if train and len(dataset) < batch_size:
         raise ValueError(
             f"training set {index.name!r} has {len(dataset)} frames, fewer than "

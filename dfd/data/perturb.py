@@ -183,6 +183,12 @@ class PerturbedTransform:
         """The wrapped transform's input spec (the dataset reads it for unreadable frames)."""
         return self.transform.spec
 
+    # a frame store (dfd.data.store) keeps the crops as decoded: the perturbation runs on them
+    stored_form = "decoded"
+
+    def store_frame(self, img: np.ndarray) -> np.ndarray:
+        return img
+
     def __call__(self, img: np.ndarray | Image.Image, rng: random.Random):
         if isinstance(img, Image.Image):
             img = np.asarray(img.convert("RGB"))

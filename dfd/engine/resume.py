@@ -31,7 +31,13 @@ from dfd.engine.checkpoint import atomic_save_tensors, atomic_write_text
 STATE = "state.json"
 FOLDER = "resume"
 # keys allowed to differ between the interrupted run and its resumption
-RESUME_KEYS = ("trainer.resume", "trainer.resume_every_steps", "paths.output_dir")
+# data.store: where frames are read from changes no pixel (dfd.data.store)
+RESUME_KEYS = (
+    "trainer.resume",
+    "trainer.resume_every_steps",
+    "paths.output_dir",
+    "data.store",
+)
 
 
 class ResumeError(ValueError):

@@ -14,6 +14,7 @@ from accelerate import Accelerator
 from dfd.data.frames import FrameTransform
 from dfd.data.index import FrameIndex
 from dfd.data.loading import make_loader
+from dfd.data.store import StoreOptions, store_for
 from dfd.engine.inference import evaluate
 
 MEAN_KEYS = ("video_auc", "frame_auc")
@@ -51,17 +52,30 @@ def score_targets(
     num_workers: int,
     on_error: str = "raise",
     aggregate: str = "mean",
+    store: StoreOptions | None = None,
 ) -> tuple[dict, dict[str, pa.Table], dict[str, int]]:
     """Score every target dataset with the task's current weights.
+
+    With `store` (`data.store` naming the test role) each target reads a frame store,
+    built first where there is none (by the main process; the others wait for it).
 
     Returns ``({"test": {target: metrics}, "mean": {...}}, {target: per-frame table},
     {target: unreadable frame count})``.
     """
     per_target, predictions, unreadable = {}, {}, {}
     for name, index in targets.items():
+        with accelerator.main_process_first():
+            frames = store_for("test", index, transform, store, num_workers)
         loader = accelerator.prepare(
             make_loader(
-                index, transform, batch_size, num_workers, train=False, seed=0, on_error=on_error
+                index,
+                transform,
+                batch_size,
+                num_workers,
+                train=False,
+                seed=0,
+                on_error=on_error,
+                frames=frames,
             )
         )
         metrics, scores, lost = evaluate(

@@ -1,0 +1,189 @@
+"""The pre-decoded frame store: same items as the files, rebuilt when a frame changes, safe to share."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import threading
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import open_dict
+from PIL import Image
+
+from dfd.data.augment import HorizontalFlip, JpegCompression, RandomAffine
+from dfd.data.frames import FrameDataset, FrameTransform, UnreadableFrameError
+from dfd.data.index import FAKE, REAL, FrameIndex
+from dfd.data.loading import make_loader
+from dfd.data.store import (
+    META_FILE,
+    FrameStore,
+    FrameStoreError,
+    StoreOptions,
+    open_store,
+    store_for,
+)
+from dfd.models.backbone import InputSpec
+from dfd.train import train
+from tests.test_bad_frames import _cfg
+
+SPEC = InputSpec(size=(28, 28), resample=3, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+
+
+def _frames(folder: Path, n: int = 6, side: int = 40) -> FrameIndex:
+    """`n` RGB PNGs of `side` pixels, one of them empty (unreadable)."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"{i:03d}.png"
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    Path(paths[2]).write_bytes(b"")
+    return FrameIndex(
+        name="tiny",
+        paths=paths,
+        labels=np.array([REAL, FAKE] * (n // 2), dtype=np.int64),
+        video_ids=[f"v{i}" for i in range(n)],
+        sources=["real", "fake"] * (n // 2),
+        splits=["test"] * n,
+    )
+
+
+def _items(dataset: FrameDataset) -> list[dict]:
+    return [dataset[i] for i in range(len(dataset))]
+
+
+@pytest.mark.parametrize("augmented", [False, True], ids=["eval", "train"])
+def test_items_from_the_store_equal_those_from_the_files(tmp_path, augmented):
+    index = _frames(tmp_path / "frames")
+    augmentations = {
+        "flip": HorizontalFlip(0.5),
+        "affine": RandomAffine(10, (0.1, 0.1), (0.9, 1.1)),
+        "jpeg": JpegCompression((40, 100)),
+    }
+    transform = FrameTransform(SPEC, augmentations if augmented else None)
+    store = open_store(index, transform, tmp_path / "stores")
+    assert store.meta["form"] == ("decoded" if augmented else "resized28x28-bicubic-pillow")
+    assert store.meta["unreadable"] == 1
+    for epoch in (0, 3):  # augmentations draw per (seed, epoch, frame) either way
+        files = FrameDataset(index, transform, seed=7, on_error="skip")
+        stored = FrameDataset(index, transform, seed=7, on_error="skip", frames=store.read)
+        files.set_epoch(epoch)
+        stored.set_epoch(epoch)
+        for a, b in zip(_items(files), _items(stored), strict=True):
+            assert a.keys() == b.keys()
+            assert torch.equal(a["pixel_values"], b["pixel_values"])
+            assert a["label"] == b["label"] and a["index"] == b["index"]
+    # an unreadable frame fails the same way, naming the file and the fix
+    with pytest.raises(UnreadableFrameError) as from_files:
+        FrameDataset(index, transform)[2]
+    with pytest.raises(UnreadableFrameError) as from_store:
+        FrameDataset(index, transform, frames=store.read)[2]
+    assert str(from_store.value) == str(from_files.value)
+    assert index.paths[2] in str(from_store.value)
+
+
+def test_a_store_is_reused_until_a_frame_changes(tmp_path):
+    index = _frames(tmp_path / "frames")
+    transform = FrameTransform(SPEC)
+    first = open_store(index, transform, tmp_path / "stores")
+    again = open_store(index, transform, tmp_path / "stores")
+    assert again.folder == first.folder
+    assert again.meta == first.meta  # opened, not rebuilt
+
+    # re-preprocessing rewrites a frame: new content, new store, new pixels
+    img = np.full((40, 40, 3), 200, dtype=np.uint8)
+    Image.fromarray(img).save(index.paths[0])
+    st = os.stat(index.paths[0])
+    os.utime(index.paths[0], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    changed = open_store(index, transform, tmp_path / "stores")
+    assert changed.folder != first.folder
+    assert (changed.read(0) == 200).all()
+    assert not (first.read(0) == 200).all()
+
+
+def test_concurrent_builders_make_one_store(tmp_path):
+    index = _frames(tmp_path / "frames", n=8)
+    transform = FrameTransform(SPEC)
+    stores, errors = [], []
+
+    def build():
+        try:
+            stores.append(open_store(index, transform, tmp_path / "stores"))
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({s.folder for s in stores}) == 1
+    built = [p for p in (tmp_path / "stores").iterdir() if not p.name.startswith(".")]
+    assert built == [stores[0].folder]  # no half-built folder left behind
+
+
+def test_a_store_pickles_for_worker_processes_and_loads_through_a_loader(tmp_path):
+    index = _frames(tmp_path / "frames")
+    transform = FrameTransform(SPEC)
+    store = open_store(index, transform, tmp_path / "stores")
+    store.read(0)  # opened here; the copy reopens its own mapping
+    copy = pickle.loads(pickle.dumps(store))
+    assert np.array_equal(copy.read(5), store.read(5))
+    batches = list(
+        make_loader(index, transform, 4, 0, train=False, seed=0, on_error="skip", frames=store)
+    )
+    assert [b["index"].tolist() for b in batches] == [[0, 1, 3], [4, 5]]
+    assert [b["unreadable"].tolist() for b in batches] == [[2], []]
+
+
+def test_a_store_that_would_not_fit_is_refused_up_front(tmp_path, monkeypatch):
+    index = _frames(tmp_path / "frames")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**40, 2**40, 2**20))
+    with pytest.raises(FrameStoreError, match=r"data\.store\.folder") as err:
+        open_store(index, FrameTransform(SPEC), tmp_path / "stores")
+    assert str(tmp_path / "stores") in str(err.value)
+    assert not any(p.name.endswith(META_FILE) for p in (tmp_path / "stores").rglob("*"))
+
+
+def test_store_options_name_the_roles(tmp_path):
+    assert StoreOptions.from_config(None) is None
+    assert StoreOptions.from_config({"roles": [], "folder": str(tmp_path)}) is None
+    options = StoreOptions.from_config({"roles": ["val", "test"], "folder": str(tmp_path)})
+    index = _frames(tmp_path / "frames")
+    assert store_for("train", index, FrameTransform(SPEC), options) is None
+    assert store_for("test", index, FrameTransform(SPEC), options) is not None
+    with pytest.raises(FrameStoreError, match=r"unknown \['tets'\]"):
+        StoreOptions.from_config({"roles": ["tets"], "folder": str(tmp_path)})
+
+
+def test_a_damaged_store_folder_says_how_to_fix_it(tmp_path):
+    index = _frames(tmp_path / "frames")
+    store = open_store(index, FrameTransform(SPEC), tmp_path / "stores")
+    (store.folder / META_FILE).write_text("{not json")
+    with pytest.raises(FrameStoreError, match=r"delete .* rebuilt"):
+        type(store)(store.folder)
+
+
+def test_training_from_stores_gives_the_run_without_them(tmp_path):
+    """data/store=all (train, val, test) changes where pixels come from, not the results."""
+    plain_cfg, _ = _cfg(tmp_path / "plain", "skip")
+    stored_cfg, _ = _cfg(tmp_path / "stored", "skip")
+    with open_dict(stored_cfg):
+        stored_cfg.data.store = {"roles": ["train", "val", "test"], "folder": str(tmp_path / "s")}
+    plain = train(plain_cfg)
+    stored = train(stored_cfg)
+    assert stored == plain
+    metas = [FrameStore(p).meta for p in sorted((tmp_path / "s").iterdir()) if p.is_dir()]
+    assert sorted((m["dataset"], m["rows"], m["unreadable"]) for m in metas) == [
+        ("cdf_v2", 8, 0),
+        ("ff", 8, 0),
+        ("ff", 96, 3),
+    ]
