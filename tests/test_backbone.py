@@ -57,6 +57,31 @@ def test_local_folder_reproduces_the_saved_model(saved_tiny_clip):
     assert backbone.feature_dim == 32
 
 
+@pytest.mark.parametrize("pretrained", [True, False], ids=["from_folder", "random"])
+def test_attention_kernel_is_the_configured_one_and_sdpa_matches_eager(saved_tiny_clip, pretrained):
+    folder, _ = saved_tiny_clip
+    outputs = {}
+    for kernel in ("sdpa", "eager"):
+        cfg = compose_train(
+            [
+                "backbone=clip_vit_b16" if pretrained else "backbone=tiny_clip",
+                f"backbone.name_or_path={folder}",
+                f"backbone.pretrained={str(pretrained).lower()}",
+                f"backbone.attn_implementation={kernel}",
+            ]
+        )
+        torch.manual_seed(0)
+        detector, _ = build_detector(cfg)
+        backbone = detector.backbone.eval()
+        assert backbone.model.config._attn_implementation == kernel
+        size = backbone.input_spec.size
+        with torch.no_grad():
+            outputs[kernel] = backbone(
+                torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+            )
+    torch.testing.assert_close(outputs["sdpa"], outputs["eager"], rtol=1e-4, atol=1e-5)
+
+
 def test_random_backbone_takes_geometry_from_its_config():
     cfg = compose_train(["backbone=clip_vit_l14_336", "backbone.pretrained=false"])
     with torch.device("meta"):

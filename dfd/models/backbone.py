@@ -110,6 +110,7 @@ def build_backbone(
     image_processor: Mapping[str, Any],
     layernorm_modules: Sequence[str],
     feature: str = "pooler_output",
+    attn_implementation: str | None = None,
 ) -> VisionBackbone:
     """Build a backbone from pretrained weights or, with `pretrained=False`, at random.
 
@@ -124,16 +125,22 @@ def build_backbone(
         image_processor: ``size``/``crop_size``, ``resample``, ``image_mean``, ``image_std``.
         layernorm_modules: names of the LayerNorm modules LN-tuning trains for this family.
         feature: which model output is the image feature.
+        attn_implementation: transformers' attention kernel (``sdpa``: torch's fused
+            scaled-dot-product attention, flash or memory-efficient on a GPU; ``eager``: the
+            reference matmul-softmax-matmul); None leaves transformers' default. Models
+            without attention (ConvNeXt) take None.
     """
     cls = get_class(model_class)
     if pretrained:
-        model, processor = _load_pretrained(cls, name_or_path)
+        model, processor = _load_pretrained(cls, name_or_path, attn_implementation)
         spec = InputSpec.from_processor(processor)
     else:
         # transformers configs compare and serialize plain lists (ConvNeXt's hidden_sizes,
         # depths), not the ListConfig Hydra hands over
         arch = _plain(architecture)
         model_type = arch.pop("model_type")
+        if attn_implementation is not None:
+            arch["attn_implementation"] = attn_implementation
         config = transformers.AutoConfig.for_model(model_type, **arch)
         model = cls(config)
         spec = InputSpec.from_processor(_ProcessorFields(**_plain(image_processor)))
@@ -180,7 +187,9 @@ class _ProcessorFields:
     image_processor_type: str | None = None
 
 
-def _load_pretrained(cls: type, name_or_path: str) -> tuple[nn.Module, Any]:
+def _load_pretrained(
+    cls: type, name_or_path: str, attn_implementation: str | None = None
+) -> tuple[nn.Module, Any]:
     # a path-like value is a folder that must exist; anything else is a hub id
     looks_local = name_or_path.startswith(("/", ".", "~"))
     source = str(Path(name_or_path).expanduser()) if looks_local else name_or_path
@@ -205,7 +214,10 @@ def _load_pretrained(cls: type, name_or_path: str) -> tuple[nn.Module, Any]:
         local_only = True
     try:
         # fp32 master weights: mixed precision is Accelerate's job, not the checkpoint's
-        model = cls.from_pretrained(source, dtype=torch.float32, local_files_only=local_only)
+        kernel = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = cls.from_pretrained(
+            source, dtype=torch.float32, local_files_only=local_only, **kernel
+        )
         processor = transformers.AutoImageProcessor.from_pretrained(
             source, local_files_only=local_only
         )
