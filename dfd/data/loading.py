@@ -17,17 +17,7 @@ from dfd.data.frames import FrameDataset, FrameTransform, collate_frames
 from dfd.data.index import FrameIndex
 from dfd.data.sampling import batch_sampler, epoch_seed
 from dfd.data.store import FrameStore
-
-
-def _one_thread_per_worker(worker_id: int) -> None:
-    # N workers x M intra-op threads oversubscribe the cores and slow decoding down
-    torch.set_num_threads(1)
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - opencv is a dependency
-        pass
+from dfd.workers import one_thread_per_worker
 
 
 def make_loader(
@@ -62,7 +52,7 @@ def make_loader(
     workers = {}
     if num_workers > 0:
         workers = {
-            "worker_init_fn": _one_thread_per_worker,
+            "worker_init_fn": one_thread_per_worker,
             "persistent_workers": True,
             "prefetch_factor": prefetch_factor or 4,
         }

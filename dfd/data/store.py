@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from dfd.data.frames import FrameTransform, UnreadableFrameError, decode_frame
 from dfd.data.index import FrameIndex
 from dfd.progress import progress
+from dfd.workers import one_thread_per_worker
 
 # Bump when what a store holds for the same frames and form changes.
 STORE_VERSION = 1
@@ -182,13 +183,6 @@ def _as_batch(rows: Sequence[tuple[int, np.ndarray | None, str | None]]) -> pa.R
     )
 
 
-def _one_thread(worker_id: int) -> None:
-    torch.set_num_threads(1)
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def _estimated_bytes(index: FrameIndex, transform: FrameTransform) -> int:
     """The store's size: the stored form of the first readable frame, times the frames."""
     for path in index.paths[:16]:
@@ -223,7 +217,7 @@ def _build(
         batch_size=BUILD_BATCH,
         num_workers=num_workers,
         collate_fn=list,
-        worker_init_fn=_one_thread if num_workers else None,
+        worker_init_fn=one_thread_per_worker if num_workers else None,
         # its own generator: drawing worker seeds from torch's global one would change the
         # run's random stream, so a run with a store would differ from one without
         generator=torch.Generator(),

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -25,6 +24,7 @@ from dfd.preprocess.inputs import VideoJob, discover_videos
 from dfd.preprocess.manifest import FORMAT, MANIFEST_NAME, load_manifest, summarize, write_manifest
 from dfd.preprocess.pipeline import FacePipeline, FaceSettings, detector_config
 from dfd.progress import progress
+from dfd.workers import one_thread_per_worker
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("raise", "skip")
@@ -58,7 +58,7 @@ _worker_state: dict[str, Any] = {}
 def _init_worker(
     detector_cfg: dict, settings: FaceSettings, on_error: str, dirs: OutputDirs
 ) -> None:
-    cv2.setNumThreads(1)  # the pool already uses the cores; OpenCV threads would oversubscribe
+    one_thread_per_worker()  # the pool already uses the cores; more threads would oversubscribe
     pipeline = FacePipeline(build_face_detector(detector_cfg), settings)
     _worker_state.update(pipeline=pipeline, on_error=on_error, dirs=dirs)
 
