@@ -11,7 +11,7 @@ import pytest
 from dfd.engine.callbacks import Callback
 from dfd.engine.checkpoint import read_checkpoint
 from dfd.train import train
-from tests.conftest import compose_train, small_run_overrides
+from tests.conftest import compose_train, fresh_mlflow_uri, small_run_overrides
 
 
 def _finished_run(tmp_path):
@@ -120,7 +120,7 @@ def test_command_line_runs_are_named_and_tagged_by_their_overrides(tmp_path, dem
     import subprocess
     import sys
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = fresh_mlflow_uri(tmp_path)
     shared = [
         f"paths.cache_dir={demo_cache}",
         f"tracking.uri={uri}",
@@ -129,9 +129,18 @@ def test_command_line_runs_are_named_and_tagged_by_their_overrides(tmp_path, dem
         "data.frames_per_video.eval=1",
         "tracking.log_plots=false",
     ]
-    for i, extra in enumerate([["peft=lora"], ["head=linear", "loss=ce"]]):
-        cmd = [sys.executable, "-m", "dfd.train", *extra, *shared, f"hydra.run.dir={tmp_path}/r{i}"]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    # both at once: the suite's wall time, and two runs starting together on one store
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dfd.train", *extra, *shared, f"hydra.run.dir={tmp_path}/r{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i, extra in enumerate([["peft=lora"], ["head=linear", "loss=ce"]])
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out.decode()[-3000:]
     mlflow.set_tracking_uri(uri)
     runs = {
         r.info.run_name: r
