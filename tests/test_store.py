@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
+from dfd.data import perturb
 from dfd.data.augment import HorizontalFlip, JpegCompression, RandomAffine
 from dfd.data.frames import FrameDataset, FrameTransform, UnreadableFrameError
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.loading import make_loader
+from dfd.data.perturb import PerturbedTransform
 from dfd.data.store import (
     META_FILE,
     FrameStore,
@@ -27,6 +29,7 @@ from dfd.data.store import (
     open_store,
     store_for,
 )
+from dfd.evaluate import _store_options
 from dfd.models.backbone import InputSpec
 from dfd.train import train
 from tests.test_bad_frames import _cfg
@@ -187,3 +190,28 @@ def test_training_from_stores_gives_the_run_without_them(tmp_path):
         ("ff", 8, 0),
         ("ff", 96, 3),
     ]
+
+
+def test_perturbed_targets_share_one_store_of_decoded_frames(tmp_path):
+    """Robustness: every perturbation and severity reads the same decoded frames."""
+    index = _frames(tmp_path / "frames")
+    clean = FrameTransform(SPEC)
+    perturbed = [PerturbedTransform(clean, perturb.GaussianNoise(s)) for s in (0.02, 0.08)]
+    stores = [open_store(index, tf, tmp_path / "stores") for tf in perturbed]
+    assert stores[0].folder == stores[1].folder and stores[0].meta["form"] == "decoded"
+    for tf in perturbed:
+        files = FrameDataset(index, tf, on_error="skip")
+        stored = FrameDataset(index, tf, on_error="skip", frames=stores[0].read)
+        for a, b in zip(_items(files), _items(stored), strict=True):
+            assert torch.equal(a["pixel_values"], b["pixel_values"])
+
+
+def test_evaluate_takes_its_own_store_roles_over_the_data_configs(tmp_path):
+    data = OmegaConf.create({"store": {"roles": ["val", "test"], "folder": str(tmp_path / "a")}})
+    own = {"roles": None, "folder": str(tmp_path / "b")}
+    assert _store_options(OmegaConf.create({"store": own}), data).folder == tmp_path / "a"
+    own["roles"] = ["test"]
+    options = _store_options(OmegaConf.create({"store": own}), data)
+    assert options.roles == ("test",) and options.folder == tmp_path / "b"
+    own["roles"] = []
+    assert _store_options(OmegaConf.create({"store": own}), data) is None

@@ -31,6 +31,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -48,6 +49,8 @@ from dfd.data.frames import FrameTransform, UnreadableFrameError, decode_frame
 from dfd.data.index import FrameIndex
 from dfd.progress import progress
 from dfd.workers import one_thread_per_worker
+
+log = logging.getLogger(__name__)
 
 # Bump when what a store holds for the same frames and form changes.
 STORE_VERSION = 1
@@ -299,6 +302,9 @@ def open_store(
             f"{target} holds {len(store)} frames of another index (fingerprint "
             f"{store.meta.get('fingerprint', '?')[:16]}): delete the folder to rebuild it"
         )
+    log.info(
+        "frames of %s (%d, %s) read from the frame store %s", index.name, len(index), form, target
+    )
     return store
 
 
