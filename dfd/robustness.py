@@ -28,10 +28,10 @@ from omegaconf import DictConfig  # noqa: E402
 
 from dfd.data.frames import FrameTransform  # noqa: E402
 from dfd.data.index import FrameIndex  # noqa: E402
-from dfd.data.loading import make_loader  # noqa: E402
 from dfd.data.perturb import Perturbation, PerturbedTransform  # noqa: E402
-from dfd.data.store import StoreOptions, store_for  # noqa: E402
+from dfd.data.store import StoreOptions  # noqa: E402
 from dfd.engine.inference import evaluate  # noqa: E402
+from dfd.engine.targets import target_loader  # noqa: E402
 
 CLEAN = "0"  # the severity key of unperturbed frames, shared by every perturbation's curve
 
@@ -115,20 +115,7 @@ def evaluate_robustness(
         raise ValueError("no perturbations to evaluate: choose a robustness option with some")
 
     def score(index: FrameIndex, tf, desc: str) -> dict[str, float]:
-        with accelerator.main_process_first():
-            frames = store_for("test", index, tf, store, num_workers)
-        loader = accelerator.prepare(
-            make_loader(
-                index,
-                tf,
-                batch_size,
-                num_workers,
-                train=False,
-                seed=0,
-                on_error=on_error,
-                frames=frames,
-            )
-        )
+        loader = target_loader(index, tf, accelerator, batch_size, num_workers, on_error, store)
         metrics, _, _ = evaluate(task, loader, accelerator, desc=desc, aggregate=aggregate)
         return metrics
 

@@ -43,6 +43,33 @@ def mean_over_targets(results: Mapping[str, Mapping[str, float]]) -> dict[str, f
     return {k: float(np.mean([m[k] for m in results.values()])) for k in keys}
 
 
+def target_loader(
+    index: FrameIndex,
+    transform,
+    accelerator: Accelerator,
+    batch_size: int,
+    num_workers: int,
+    on_error: str = "raise",
+    store: StoreOptions | None = None,
+):
+    """The prepared evaluation loader of one target: index order, every frame, its frame
+    store when `store` names the test role (built by the main process, the others wait)."""
+    with accelerator.main_process_first():
+        frames = store_for("test", index, transform, store, num_workers)
+    return accelerator.prepare(
+        make_loader(
+            index,
+            transform,
+            batch_size,
+            num_workers,
+            train=False,
+            seed=0,
+            on_error=on_error,
+            frames=frames,
+        )
+    )
+
+
 def score_targets(
     task,
     targets: Mapping[str, FrameIndex],
@@ -56,27 +83,15 @@ def score_targets(
 ) -> tuple[dict, dict[str, pa.Table], dict[str, int]]:
     """Score every target dataset with the task's current weights.
 
-    With `store` (`data.store` naming the test role) each target reads a frame store,
-    built first where there is none (by the main process; the others wait for it).
+    With `store` (`data.store` naming the test role) each target reads a frame store.
 
     Returns ``({"test": {target: metrics}, "mean": {...}}, {target: per-frame table},
     {target: unreadable frame count})``.
     """
     per_target, predictions, unreadable = {}, {}, {}
     for name, index in targets.items():
-        with accelerator.main_process_first():
-            frames = store_for("test", index, transform, store, num_workers)
-        loader = accelerator.prepare(
-            make_loader(
-                index,
-                transform,
-                batch_size,
-                num_workers,
-                train=False,
-                seed=0,
-                on_error=on_error,
-                frames=frames,
-            )
+        loader = target_loader(
+            index, transform, accelerator, batch_size, num_workers, on_error, store
         )
         metrics, scores, lost = evaluate(
             task, loader, accelerator, desc=f"test {name}", aggregate=aggregate
