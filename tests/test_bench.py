@@ -63,7 +63,8 @@ def test_bench_measures_every_section_and_logs_them(tmp_path, capsys):
         assert all(_positive(figures[k]) for k in ("old", "new", "ratio", "store", "store_ratio"))
         assert len(figures["ratio"].values) == cfg.repeats
     assert _positive(res.model["train"]) and _positive(res.model["eval"])
-    assert _positive(res.end_to_end) and _positive(res.ceiling.tflops)
+    assert _positive(res.end_to_end["train"]) and _positive(res.end_to_end["eval"])
+    assert _positive(res.ceiling.tflops)
     # a train step of LN-tuning adds the activation gradients: about twice the forward's FLOPs
     assert 1.5 < res.flops_per_image("train") / res.flops_per_image("eval") < 3.5
 
@@ -89,6 +90,8 @@ def test_bench_measures_every_section_and_logs_them(tmp_path, capsys):
         "bench/pipeline/eval/store_ratio",
         "bench/model/train_images_per_s",
         "bench/end_to_end/train_images_per_s",
+        "bench/end_to_end/eval_images_per_s",
+        "bench/flops/end_to_end_eval_ceiling_fraction",
         "bench/flops/train_ceiling_fraction",
         "bench/ceiling/tflops",
     ):

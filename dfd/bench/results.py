@@ -19,7 +19,7 @@ class BenchResults:
             images/s of one worker (the store figures read a pre-decoded frame store).
         model: {"train"|"eval": images/s} of the step on synthetic tensors.
         flops: {"train"|"eval": FLOPs of one step} at the configured batch sizes.
-        end_to_end: training images/s from PNG crops through the DataLoader.
+        end_to_end: {"train"|"eval": images/s} from PNG crops through the DataLoader.
         ceiling: the matmul rate measured in this run.
     """
 
@@ -28,7 +28,7 @@ class BenchResults:
     pipeline: dict[str, dict[str, Rate]] | None = None
     model: dict[str, Rate] | None = None
     flops: dict[str, int] | None = None
-    end_to_end: Rate | None = None
+    end_to_end: dict[str, Rate] | None = None
     ceiling: Ceiling | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -44,8 +44,8 @@ class BenchResults:
         if self.model is not None:
             for kind in ("train", "eval"):
                 out[kind] = self.model[kind].scaled(self.flops_per_image(kind) / 1e12)
-        if self.end_to_end is not None:
-            out["end_to_end"] = self.end_to_end.scaled(self.flops_per_image("train") / 1e12)
+        for kind, rate in (self.end_to_end or {}).items():
+            out[f"end_to_end_{kind}"] = rate.scaled(self.flops_per_image(kind) / 1e12)
         return out
 
     def metrics(self) -> dict[str, float]:
@@ -60,8 +60,8 @@ class BenchResults:
                 rates[f"bench/pipeline/{transform}/store_ratio"] = figures["store_ratio"]
         for kind, rate in (self.model or {}).items():
             rates[f"bench/model/{kind}_images_per_s"] = rate
-        if self.end_to_end is not None:
-            rates["bench/end_to_end/train_images_per_s"] = self.end_to_end
+        for kind, rate in (self.end_to_end or {}).items():
+            rates[f"bench/end_to_end/{kind}_images_per_s"] = rate
         for kind, rate in self.achieved_tflops().items():
             rates[f"bench/flops/{kind}_tflops"] = rate
         if self.ceiling is not None:
@@ -94,7 +94,7 @@ class BenchResults:
             "pipeline": {t: rates(f) for t, f in self.pipeline.items()} if self.pipeline else None,
             "model": rates(self.model) if self.model else None,
             "flops_per_step": self.flops,
-            "end_to_end": self.end_to_end.as_dict() if self.end_to_end else None,
+            "end_to_end": rates(self.end_to_end) if self.end_to_end else None,
             "achieved_tflops": rates(self.achieved_tflops()),
             "ceiling": None
             if self.ceiling is None
@@ -153,11 +153,13 @@ def format_report(res: BenchResults) -> str:
             f"{_fmt(res.model['eval'])}",
         ]
     if res.end_to_end is not None:
+        e = res.end_to_end
         lines += [
             "",
-            f"(c) end to end, training images/s: PNG crops -> DataLoader ({s['workers']} workers) "
-            f"-> train step, batch {s['batch_size']}",
-            f"    {_fmt(res.end_to_end)}",
+            f"(c) end to end, images/s: PNG crops -> DataLoader ({s['workers']} workers) -> step",
+            f"    train (augment, train step), batch {s['batch_size']}: {_fmt(e['train'])}",
+            f"    eval (eval transform, eval forward), batch {s['eval_batch_size']}: "
+            f"{_fmt(e['eval'])}",
         ]
     if res.flops is not None:
         achieved, fractions = res.achieved_tflops(), res.ceiling_fractions()
@@ -172,11 +174,11 @@ def format_report(res: BenchResults) -> str:
             lines.append(
                 f"    ceiling: {res.ceiling.label}: {_fmt(res.ceiling.tflops)} TFLOP/s{cpu_note}"
             )
-        lines.append(f"    {'':<12}{'GFLOP/image':>12}   {'TFLOP/s achieved':<28}of ceiling")
+        lines.append(f"    {'':<16}{'GFLOP/image':>12}   {'TFLOP/s achieved':<28}of ceiling")
         for kind, rate in achieved.items():
-            per_image = res.flops_per_image("eval" if kind == "eval" else "train") / 1e9
+            per_image = res.flops_per_image("eval" if kind.endswith("eval") else "train") / 1e9
             frac = f"{fractions[kind]:.1%}" if kind in fractions else "-"
-            lines.append(f"    {kind:<12}{per_image:>12.4g}   {_fmt(rate):<28}{frac}")
+            lines.append(f"    {kind:<16}{per_image:>12.4g}   {_fmt(rate):<28}{frac}")
     lines += [f"note: {n}" for n in res.notes]
     return "\n".join(lines)
 

@@ -141,6 +141,7 @@ def _measure(
             cfg.warmup,
             cfg.seed,
             store_folder=out_dir / "frame_stores" if cfg.store.end_to_end else None,
+            eval_batch_size=cfg.eval_batch_size,
         )
     if "flops" in sections:
         kind = device.type if device.type in cfg.ceiling.dtype else "cpu"
