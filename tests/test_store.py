@@ -110,6 +110,20 @@ def test_a_store_is_reused_until_a_frame_changes(tmp_path):
     assert not (first.read(0) == 200).all()
 
 
+def test_a_build_killed_part_way_leaves_nothing_that_is_used_or_kept(tmp_path):
+    index = _frames(tmp_path / "frames")
+    transform = FrameTransform(SPEC)
+    store = open_store(index, transform, tmp_path / "stores")
+    expected = store.read(1).copy()
+    shutil.rmtree(store.folder)  # as if never completed: only the half-written folder is left
+    half = store.folder.with_name(f".{store.folder.name}.building-99999")
+    half.mkdir()
+    (half / "frames-00000.arrow").write_bytes(b"partial")
+    rebuilt = open_store(index, transform, tmp_path / "stores")
+    assert rebuilt.folder == store.folder and not half.exists()
+    assert np.array_equal(rebuilt.read(1), expected)
+
+
 def test_concurrent_builders_make_one_store(tmp_path):
     index = _frames(tmp_path / "frames", n=8)
     transform = FrameTransform(SPEC)

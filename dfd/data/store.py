@@ -295,6 +295,10 @@ def open_store(
         target.parent.mkdir(parents=True, exist_ok=True)
         with _locked(target.parent / f".{target.name}.lock"):
             if not (target / META_FILE).is_file():
+                # a build killed part-way left its folder behind; holding the lock, no other
+                # process is building this store
+                for stale in target.parent.glob(f".{target.name}.building-*"):
+                    shutil.rmtree(stale, ignore_errors=True)
                 _build(index, transform, target, key, num_workers)
     store = FrameStore(target)
     if store.meta.get("fingerprint") != key or len(store) != len(index):
