@@ -17,7 +17,7 @@ import dfd.config  # noqa: F401  (registers the config resolvers)
 from dfd.build import load_detector, load_targets
 from dfd.cli import entry_point
 from dfd.data.frames import FrameTransform
-from dfd.data.store import StoreOptions
+from dfd.data.store import FrameStoreError, StoreOptions
 from dfd.engine.accelerator import finish, make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState, watched
 from dfd.engine.targets import score_targets
@@ -108,11 +108,20 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
 
 
 def _store_options(cfg: DictConfig, data_cfg: DictConfig) -> StoreOptions | None:
-    """The frame store the targets read: evaluate's `store.roles` if set, else the data config's."""
+    """The targets' frame stores: in evaluate's `store.folder`, if evaluate's `store.roles`
+    (else the data config's `data.store.roles`) names the test role."""
     own = cfg.get("store") or {}
-    if own.get("roles") is not None:
-        return StoreOptions.from_config(own)
-    return StoreOptions.from_config(data_cfg.get("store"))
+    roles = own.get("roles")
+    if roles is not None and set(roles) - {"test"}:
+        raise FrameStoreError(
+            f"store.roles={list(roles)}: dfd.evaluate scores only targets; use store.roles=[test] "
+            f"(or [] for none)"
+        )
+    if roles is None:
+        roles = (data_cfg.get("store") or {}).get("roles") or []
+    if "test" not in roles:
+        return None
+    return StoreOptions.from_config({"roles": ["test"], "folder": own.get("folder")})
 
 
 @entry_point("evaluate")

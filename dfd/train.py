@@ -91,14 +91,12 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         optimizer = build_optimizer(task, instantiate(t.optimizer), t.weight_decay, t.no_decay)
         on_error = cfg.data.get("on_error", "raise")
         store = StoreOptions.from_config(cfg.data.get("store"))
-        with accelerator.main_process_first():
-            stores = {
-                role: store_for(role, index, tf, store, t.num_workers)
-                for role, index, tf in (
-                    ("train", splits.train, train_tf),
-                    ("val", splits.val, eval_tf),
-                )
-            }
+        # every process asks for its stores: the first to take a store's file lock builds it,
+        # the others wait on the lock (no collective, so no NCCL timeout however long it takes)
+        stores = {
+            role: store_for(role, index, tf, store, t.num_workers)
+            for role, index, tf in (("train", splits.train, train_tf), ("val", splits.val, eval_tf))
+        }
         train_loader = make_loader(
             splits.train,
             train_tf,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import socket
 import threading
 from collections import namedtuple
 from pathlib import Path
@@ -26,6 +27,7 @@ from dfd.data.store import (
     FrameStore,
     FrameStoreError,
     StoreOptions,
+    check_store,
     open_store,
     store_for,
 )
@@ -116,12 +118,49 @@ def test_a_build_killed_part_way_leaves_nothing_that_is_used_or_kept(tmp_path):
     store = open_store(index, transform, tmp_path / "stores")
     expected = store.read(1).copy()
     shutil.rmtree(store.folder)  # as if never completed: only the half-written folder is left
-    half = store.folder.with_name(f".{store.folder.name}.building-99999")
+    dead_pid = 2**22 + 12345  # above Linux's pid_max: no such process
+    half = store.folder.with_name(
+        f".{store.folder.name}.building-{socket.gethostname()}-{dead_pid}"
+    )
     half.mkdir()
     (half / "frames-00000.arrow").write_bytes(b"partial")
+    store.folder.mkdir()  # and a target folder without its metadata file
+    (store.folder / "frames-00000.arrow").write_bytes(b"partial")
     rebuilt = open_store(index, transform, tmp_path / "stores")
     assert rebuilt.folder == store.folder and not half.exists()
     assert np.array_equal(rebuilt.read(1), expected)
+
+
+def test_a_store_cut_short_or_for_another_index_is_refused(tmp_path):
+    index = _frames(tmp_path / "frames")
+    transform = FrameTransform(SPEC)
+    store = open_store(index, transform, tmp_path / "stores")
+    with pytest.raises(FrameStoreError, match="this set needs 5 .* frames"):
+        make_loader(index.select(np.arange(6) < 5), transform, 2, 0, False, 0, frames=store)
+    with pytest.raises(FrameStoreError, match="decoded frames"):
+        check_store(store, index, FrameTransform(SPEC, {"flip": HorizontalFlip(0.5)}))
+    shard = store.shards[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with pytest.raises(FrameStoreError, match="delete the folder"):
+        FrameStore(store.folder).read(0)
+
+
+def test_reordering_the_index_makes_another_store(tmp_path):
+    index = _frames(tmp_path / "frames")
+    transform = FrameTransform(SPEC)
+    first = open_store(index, transform, tmp_path / "stores")
+    order = np.arange(len(index))[::-1]
+    reversed_index = FrameIndex(
+        name=index.name,
+        paths=[index.paths[i] for i in order],
+        labels=index.labels[order],
+        video_ids=[index.video_ids[i] for i in order],
+        sources=[index.sources[i] for i in order],
+        splits=[index.splits[i] for i in order],
+    )
+    second = open_store(reversed_index, transform, tmp_path / "stores")
+    assert second.folder != first.folder
+    assert np.array_equal(second.read(0), first.read(len(index) - 1))
 
 
 def test_concurrent_builders_make_one_store(tmp_path):
@@ -158,6 +197,14 @@ def test_a_store_pickles_for_worker_processes_and_loads_through_a_loader(tmp_pat
     )
     assert [b["index"].tolist() for b in batches] == [[0, 1, 3], [4, 5]]
     assert [b["unreadable"].tolist() for b in batches] == [[2], []]
+    # a worker process (fork) reads the same pixels as decoding the files
+    from_files = make_loader(index, transform, 4, 1, train=False, seed=0, on_error="skip")
+    from_store = make_loader(
+        index, transform, 4, 1, train=False, seed=0, on_error="skip", frames=store
+    )
+    for a, b in zip(from_files, from_store, strict=True):
+        assert torch.equal(a["pixel_values"], b["pixel_values"])
+        assert torch.equal(a["unreadable"], b["unreadable"])
 
 
 def test_a_store_that_would_not_fit_is_refused_up_front(tmp_path, monkeypatch):
@@ -221,11 +268,15 @@ def test_perturbed_targets_share_one_store_of_decoded_frames(tmp_path):
 
 
 def test_evaluate_takes_its_own_store_roles_over_the_data_configs(tmp_path):
-    data = OmegaConf.create({"store": {"roles": ["val", "test"], "folder": str(tmp_path / "a")}})
-    own = {"roles": None, "folder": str(tmp_path / "b")}
-    assert _store_options(OmegaConf.create({"store": own}), data).folder == tmp_path / "a"
-    own["roles"] = ["test"]
-    options = _store_options(OmegaConf.create({"store": own}), data)
-    assert options.roles == ("test",) and options.folder == tmp_path / "b"
-    own["roles"] = []
-    assert _store_options(OmegaConf.create({"store": own}), data) is None
+    def options(own_roles, data_roles):
+        data = OmegaConf.create({"store": {"roles": data_roles, "folder": str(tmp_path / "a")}})
+        own = OmegaConf.create({"store": {"roles": own_roles, "folder": str(tmp_path / "b")}})
+        return _store_options(own, data)
+
+    inherited = options(None, ["val", "test"])  # the data config's roles, evaluate's folder
+    assert inherited.roles == ("test",) and inherited.folder == tmp_path / "b"
+    assert options(None, ["train", "val"]) is None
+    assert options(["test"], []).roles == ("test",)
+    assert options([], ["test"]) is None
+    with pytest.raises(FrameStoreError, match=r"store\.roles=\[test\]"):
+        options(["val"], [])

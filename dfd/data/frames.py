@@ -206,6 +206,8 @@ def _resize_torch(img: np.ndarray, size: tuple[int, int], resample: int) -> list
     if (h, w) == (th, tw):
         return cv2.split(img)
     nh, nw, top, left = _fit(h, w, size)
+    if not img.flags.writeable:  # a frame store's memory-mapped frame: torch wants to own it
+        img = img.copy()
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
     x = torch.nn.functional.interpolate(
         x, size=(nh, nw), mode=_TORCH_MODES[resample], antialias=True, align_corners=False

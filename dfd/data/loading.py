@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from dfd.data.frames import FrameDataset, FrameTransform, collate_frames
 from dfd.data.index import FrameIndex
 from dfd.data.sampling import batch_sampler, epoch_seed
-from dfd.data.store import FrameStore
+from dfd.data.store import FrameStore, check_store
 from dfd.workers import one_thread_per_worker
 
 
@@ -40,8 +40,14 @@ def make_loader(
     batch; evaluation keeps the index order and every frame. `frames` is the index's
     frame store (`dfd.data.store.store_for`) to read instead of decoding the files.
     """
+    if frames is not None:
+        check_store(frames, index, transform)
     dataset = FrameDataset(
-        index, transform, seed=seed, on_error=on_error, frames=frames.read if frames else None
+        index,
+        transform,
+        seed=seed,
+        on_error=on_error,
+        frames=frames.read if frames is not None else None,
     )
     if train and len(dataset) < batch_size:
         raise ValueError(

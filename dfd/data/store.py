@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dfd.data.frames import FrameTransform, UnreadableFrameError, decode_frame
+from dfd.data.frames import FrameTransform, UnreadableFrameError, decode_frame, pyspng
 from dfd.data.index import FrameIndex
 from dfd.progress import progress
 from dfd.workers import one_thread_per_worker
@@ -99,12 +100,26 @@ class StoreOptions:
         return cls(roles=roles, folder=Path(str(store["folder"])).expanduser())
 
 
+def _pixel_libraries() -> str:
+    """Versions of what turns a file into stored pixels: a new one may change them."""
+    import cv2
+    import PIL
+
+    spng = getattr(pyspng, "__version__", "?") if pyspng is not None else "none"
+    return (
+        f"pillow {PIL.__version__} opencv {cv2.__version__} pyspng {spng} torch {torch.__version__}"
+    )
+
+
 def fingerprint(index: FrameIndex, form: str) -> str:
     """A hash of what a store of `index` in `form` holds: every frame's path, size and mtime.
 
-    One `stat` per frame (no reading), in index order, since store row i is index row i.
+    One `stat` per frame (no reading), in index order, since store row i is index row i; plus
+    the decoders' and resamplers' versions, so an upgrade that changes the pixels of the
+    file path also rebuilds the store instead of serving the old ones.
     """
-    h = hashlib.sha256(f"dfd-frame-store {STORE_VERSION} {form} {len(index)}\n".encode())
+    head = f"dfd-frame-store {STORE_VERSION} {form} {len(index)} {_pixel_libraries()}\n"
+    h = hashlib.sha256(head.encode())
     for path in index.paths:
         try:
             st = os.stat(path)
@@ -143,8 +158,20 @@ class FrameStore:
     def _open(self):
         import datasets  # memory-maps the Arrow files; imported only where stores are used
 
-        parts = [datasets.Dataset.from_file(str(p)) for p in self.shards]
-        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        try:
+            parts = [datasets.Dataset.from_file(str(p)) for p in self.shards]
+        except (OSError, ValueError) as err:  # a missing or truncated shard
+            raise FrameStoreError(
+                f"frame store {self.folder} is damaged ({err}): delete the folder and it is "
+                f"rebuilt on the next run"
+            ) from None
+        frames = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        if len(frames) != len(self):
+            raise FrameStoreError(
+                f"frame store {self.folder} holds {len(frames)} frames, its {META_FILE} says "
+                f"{len(self)}: the files were cut short; delete the folder to rebuild it"
+            )
+        return frames
 
     def read(self, i: int) -> np.ndarray:
         """Frame `i` as stored; `UnreadableFrameError` with the decoder's message if it was not."""
@@ -212,9 +239,32 @@ def _build(
     """Decode every frame of `index` into a new store at `target` (appears when complete)."""
     started = time.perf_counter()
     _check_room(target.parent, _estimated_bytes(index, transform))
-    tmp = target.with_name(f".{target.name}.building-{os.getpid()}")
+    tmp = target.with_name(f".{target.name}.building-{socket.gethostname()}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write(index, transform, tmp, key, started, num_workers)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed build keeps no GiBs in a hidden folder
+        raise
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / META_FILE).is_file():
+            raise
+        # another machine sharing the folder finished the same store first (its file system
+        # did not honour the lock): the stores are equal, keep that one
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write(
+    index: FrameIndex,
+    transform: FrameTransform,
+    tmp: Path,
+    key: str,
+    started: float,
+    num_workers: int,
+) -> None:
     loader = DataLoader(
         _StoreInput(index, transform),
         batch_size=BUILD_BATCH,
@@ -263,17 +313,48 @@ def _build(
         "build_seconds": round(time.perf_counter() - started, 1),
     }
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, target)
 
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError as err:  # e.g. Lustre mounted without flock: ENOSYS
+            log.warning(
+                "cannot lock %s (%s): building without the lock; concurrent builders of the "
+                "same store each write it and keep the first complete one",
+                path,
+                err,
+            )
+            yield
+            return
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(target: Path) -> None:
+    """What a killed build left: its half-written folder (this host's, its process gone) and
+    a target without its metadata file. Called holding the store's lock."""
+    host = socket.gethostname()
+    for stale in target.parent.glob(f".{target.name}.building-{host}-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+    if target.exists():
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _safe(name: str) -> str:
@@ -295,10 +376,7 @@ def open_store(
         target.parent.mkdir(parents=True, exist_ok=True)
         with _locked(target.parent / f".{target.name}.lock"):
             if not (target / META_FILE).is_file():
-                # a build killed part-way left its folder behind; holding the lock, no other
-                # process is building this store
-                for stale in target.parent.glob(f".{target.name}.building-*"):
-                    shutil.rmtree(stale, ignore_errors=True)
+                _remove_leftovers(target)
                 _build(index, transform, target, key, num_workers)
     store = FrameStore(target)
     if store.meta.get("fingerprint") != key or len(store) != len(index):
@@ -306,10 +384,21 @@ def open_store(
             f"{target} holds {len(store)} frames of another index (fingerprint "
             f"{store.meta.get('fingerprint', '?')[:16]}): delete the folder to rebuild it"
         )
+    check_store(store, index, transform)
     log.info(
         "frames of %s (%d, %s) read from the frame store %s", index.name, len(index), form, target
     )
     return store
+
+
+def check_store(store: FrameStore, index: FrameIndex, transform) -> None:
+    """Refuse a store built for another index or another transform's form."""
+    if len(store) != len(index) or store.meta.get("form") != transform.stored_form:
+        raise FrameStoreError(
+            f"frame store {store.folder} holds {len(store)} {store.meta.get('form')} frames; "
+            f"this set needs {len(index)} {transform.stored_form} frames of {index.name!r}: "
+            f"pass the store open_store built for this index and transform"
+        )
 
 
 def store_for(

@@ -53,9 +53,9 @@ def target_loader(
     store: StoreOptions | None = None,
 ):
     """The prepared evaluation loader of one target: index order, every frame, its frame
-    store when `store` names the test role (built by the main process, the others wait)."""
-    with accelerator.main_process_first():
-        frames = store_for("test", index, transform, store, num_workers)
+    store when `store` names the test role (the first process to take the store's file lock
+    builds it; the others wait on the lock, outside any collective)."""
+    frames = store_for("test", index, transform, store, num_workers)
     return accelerator.prepare(
         make_loader(
             index,
