@@ -11,7 +11,6 @@ store and marked FAILED (`mark_dead_runs`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import os
 import signal
@@ -26,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from dfd.engine.callbacks import Callback, Results, RunState, RunStopped
+from dfd.interprocess import file_lock, pid_alive
 from dfd.run_info import run_name, run_tags
 from dfd.tables import results_markdown_csv
 
@@ -67,12 +67,8 @@ def store_lock(uri: str) -> Iterator[None]:
         return
     db = Path(uri.removeprefix("sqlite:///"))
     db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(db.with_name(db.name + ".lock")):
+        yield
 
 
 def prepare_experiment(uri: str, experiment: str, artifact_location: str | None = None) -> str:
@@ -109,16 +105,6 @@ def _artifact_uri(uri: str, artifact_location: str | None) -> str | None:
     return None  # a tracking server decides
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def mark_dead_runs(uri: str, experiment: str, skip: set[str] = frozenset()) -> list[str]:
     """Mark FAILED every RUNNING run of `experiment` started on this host by a process that
     no longer exists; returns their ids. A dead pid on the same host proves the run can
@@ -136,7 +122,7 @@ def mark_dead_runs(uri: str, experiment: str, skip: set[str] = frozenset()) -> l
         pid = tags.get("dfd.pid")
         if run.info.run_id in skip or tags.get("dfd.host") != host or not (pid and pid.isdigit()):
             continue
-        if _pid_alive(int(pid)):
+        if pid_alive(int(pid)):
             continue
         where = tags.get("dfd.run_dir", "its run folder")
         client.set_tag(

@@ -27,8 +27,6 @@ Old stores are never deleted by dfd: remove their folders to reclaim the space.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -36,7 +34,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dfd.data.frames import FrameTransform, UnreadableFrameError, decode_frame, pyspng
 from dfd.data.index import FrameIndex
+from dfd.interprocess import file_lock, pid_alive
 from dfd.progress import progress
 from dfd.workers import one_thread_per_worker
 
@@ -315,46 +314,16 @@ def _write(
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except OSError as err:  # e.g. Lustre mounted without flock: ENOSYS
-            log.warning(
-                "cannot lock %s (%s): building without the lock; concurrent builders of the "
-                "same store each write it and keep the first complete one",
-                path,
-                err,
-            )
-            yield
-            return
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _remove_leftovers(target: Path) -> None:
     """What a killed build left: its half-written folder (this host's, its process gone) and
     a target without its metadata file. Called holding the store's lock."""
     host = socket.gethostname()
     for stale in target.parent.glob(f".{target.name}.building-{host}-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and _alive(int(pid))):
+        if not (pid.isdigit() and pid_alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
     if target.exists():
         shutil.rmtree(target, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _safe(name: str) -> str:
@@ -374,12 +343,14 @@ def open_store(
     target = Path(folder) / f"{_safe(index.name)}-{form}-{key[:16]}"
     if not (target / META_FILE).is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(target.parent / f".{target.name}.lock"):
+        # where the file system cannot lock, concurrent builders each write the store and
+        # `_build` keeps the first complete one
+        with file_lock(target.parent / f".{target.name}.lock", required=False):
             if not (target / META_FILE).is_file():
                 _remove_leftovers(target)
                 _build(index, transform, target, key, num_workers)
     store = FrameStore(target)
-    if store.meta.get("fingerprint") != key or len(store) != len(index):
+    if store.meta.get("fingerprint") != key:
         raise FrameStoreError(
             f"{target} holds {len(store)} frames of another index (fingerprint "
             f"{store.meta.get('fingerprint', '?')[:16]}): delete the folder to rebuild it"
