@@ -13,18 +13,24 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import dfd.config  # noqa: F401  (registers the config resolvers)
-from dfd.build import load_detector, load_targets
-from dfd.cli import entry_point
+import dfd.runtime.config  # noqa: F401  (registers the config resolvers)
 from dfd.data.frames import FrameTransform
+from dfd.data.splits import load_targets
 from dfd.data.store import FrameStoreError, StoreOptions
 from dfd.engine.accelerator import finish, make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState, watched
-from dfd.engine.targets import score_targets
+from dfd.engine.restore import load_detector
 from dfd.engine.task import DetectionTask
-from dfd.results import results_summary, write_metrics, write_predictions
-from dfd.robustness import build_perturbations, evaluate_robustness
-from dfd.tracking import MLflowCallback
+from dfd.report.results import (
+    results_summary,
+    write_metrics,
+    write_predictions,
+    write_robustness,
+)
+from dfd.runtime.cli import entry_point
+from dfd.scoring.robustness import build_perturbations, evaluate_robustness
+from dfd.scoring.targets import TargetScoring, score_targets
+from dfd.tracking.callback import MLflowCallback
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> Results:
@@ -41,9 +47,14 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     accelerator = make_accelerator(precision, cpu=cfg.cpu)
     with accelerator.main_process_first():
         targets = load_targets(data_cfg)
-    on_error = data_cfg.get("on_error", "raise")
-    store = _store_options(cfg, data_cfg)
     aggregate = cfg.eval.aggregate or train_cfg.get("eval", {}).get("aggregate", "mean")
+    setup = TargetScoring(
+        batch_size=cfg.eval_batch_size,
+        num_workers=cfg.num_workers,
+        on_error=data_cfg.get("on_error", "raise"),
+        aggregate=aggregate,
+        store=_store_options(cfg, data_cfg),
+    )
 
     run_cfg = OmegaConf.create(
         {
@@ -66,17 +77,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         # device, and no DDP Reducer outlives the process group at the end
         task = DetectionTask(model, objective=None).to(accelerator.device)
         transform = FrameTransform(model.backbone.input_spec)
-        results, predictions, lost = score_targets(
-            task,
-            targets,
-            transform,
-            accelerator,
-            cfg.eval_batch_size,
-            cfg.num_workers,
-            on_error,
-            aggregate,
-            store=store,
-        )
+        results, predictions, lost = score_targets(task, targets, transform, accelerator, setup)
         run.predictions = predictions
         run.extra["unreadable"] = lost
         if accelerator.is_main_process:
@@ -87,22 +88,12 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         if cfg.robustness.perturbations:
             perturbations = build_perturbations(cfg.robustness)
             robust = evaluate_robustness(
-                task,
-                targets,
-                transform,
-                accelerator,
-                perturbations,
-                cfg.eval_batch_size,
-                cfg.num_workers,
-                out_dir / "plots",
-                on_error,
-                aggregate,
-                store=store,
+                task, targets, transform, accelerator, perturbations, setup
             )
             tracker.log_metrics(robust.metrics)
-            if robust.plot is not None:
+            if accelerator.is_main_process:
                 print(robust.summary())
-                tracker.log_artifact(robust.plot, "plots")
+                tracker.log_artifact(write_robustness(robust, out_dir / "plots"), "plots")
     finish(accelerator)
     return results
 

@@ -13,7 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-import dfd.config  # noqa: F401  (registers the config resolvers)
+import dfd.runtime.config  # noqa: F401  (registers the config resolvers)
 
 # the tests' models are tiny: one intra-op thread beats two fighting over the cores (and a
 # busy machine), and results are the same either way

@@ -30,7 +30,7 @@ from dfd.data.augment import (
     adjust_contrast,
 )
 from dfd.data.frames import FrameTransform
-from dfd.models.backbone import InputSpec
+from dfd.data.spec import InputSpec
 from tests.conftest import compose_train
 
 CLIP = InputSpec(

@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
-from dfd.build import build_detector
+from dfd.models.build import build_detector
 from tests.conftest import CONF_DIR, compose_train
 
 

@@ -12,14 +12,15 @@ from accelerate.utils import set_seed
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from dfd.build import build_detector, load_detector
 from dfd.engine.checkpoint import (
     canonical_key,
     load_trainable,
     save_checkpoint,
     trainable_state,
 )
+from dfd.engine.restore import load_detector
 from dfd.engine.trusted_config import UntrustedConfigError
+from dfd.models.build import build_detector
 from tests.conftest import compose_train
 
 V4 = "backbone.model.base_model.model.vision_model.encoder.layers.0.layer_norm1.ln_tuning_layers.default.weight"
@@ -76,6 +77,24 @@ def test_a_written_checkpoint_rebuilds_the_same_detector(tmp_path, ln_model):
     x = torch.randn(2, 3, 64, 64)
     assert torch.allclose(rebuilt.eval().logits(x), model.eval().logits(x), atol=1e-6)
     assert cfg.paths.output_dir == str(tmp_path / "out")
+
+
+def test_a_checkpoint_written_before_the_objectives_moved_still_loads(tmp_path, ln_model):
+    # dfd.objectives became dfd.models.objectives: a folder written before names the old path
+    _, model = ln_model
+    folder = _written_checkpoint(tmp_path, ln_model)
+    config = folder / "config.yaml"
+    text = config.read_text()
+    assert "_target_: dfd.models.objectives.HypersphereObjective" in text
+    config.write_text(text.replace("dfd.models.objectives.", "dfd.objectives."))
+    rebuilt, cfg = load_detector(folder, tmp_path / "out")
+    assert cfg.loss._target_ == "dfd.models.objectives.HypersphereObjective"
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(rebuilt.eval().logits(x), model.eval().logits(x), atol=1e-6)
+    # only dfd's own former paths are renamed: any other module is still refused
+    config.write_text(text.replace("dfd.models.objectives.", "os.objectives."))
+    with pytest.raises(UntrustedConfigError, match="os.objectives.HypersphereObjective"):
+        load_detector(folder, tmp_path / "out")
 
 
 class _Tripwire:

@@ -1,4 +1,4 @@
-"""dfd.cli: user errors as one line (with "did you mean"), --help per command, quiet output."""
+"""dfd.runtime.cli: user errors as one line (with "did you mean"), --help per command, quiet output."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import dfd.models.backbone as backbone_module
-from dfd import hub
-from dfd.cli import quiet_known_warnings, user_message
 from dfd.data.frames import FrameDataset, FrameTransform
 from dfd.data.index import FrameIndex
-from dfd.progress import progress
+from dfd.runtime import hub
+from dfd.runtime.cli import quiet_known_warnings, user_message
+from dfd.runtime.progress import progress
 from tests.conftest import CONF_DIR
 
 COMMANDS = {  # module -> its config
@@ -98,7 +98,7 @@ def test_errors_from_a_config_target_are_unwrapped_to_their_message():
 
 
 def test_loss_head_mismatch_is_a_user_error():
-    from dfd.build import build_detector
+    from dfd.models.build import build_detector
     from tests.conftest import compose_train
 
     with pytest.raises(ValueError) as err:

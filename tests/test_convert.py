@@ -24,9 +24,9 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from dfd.build import load_detector
-from dfd.config import PROJECT_ROOT
-from dfd.convert_lightning import ConversionError, config_overrides, read_lightning_checkpoint
+from dfd.convert.lightning import ConversionError, config_overrides, read_lightning_checkpoint
+from dfd.engine.restore import load_detector
+from dfd.runtime.config import PROJECT_ROOT
 
 LN = ("pre_layrnorm", "layer_norm1", "layer_norm2", "post_layernorm")
 PEFT_PREFIX = "feature_extractor.base_model.model.vision_model."
@@ -332,7 +332,7 @@ def test_mismatched_keys_and_shapes_are_listed(tmp_path, monkeypatch, capsys):
     ],
 )
 def test_hyper_parameters_dfd_cannot_represent_are_refused(tmp_path, changes, message):
-    from dfd.convert_lightning import AuthorsCheckpoint
+    from dfd.convert.lightning import AuthorsCheckpoint
 
     ckpt = AuthorsCheckpoint(tmp_path, {}, {**authors_hparams(str(TINY)), **changes})
     with pytest.raises(ConversionError, match=message):
@@ -340,7 +340,7 @@ def test_hyper_parameters_dfd_cannot_represent_are_refused(tmp_path, changes, me
 
 
 def test_unfrozen_layers_that_dfd_would_not_train_are_refused(tmp_path):
-    from dfd.convert_lightning import AuthorsCheckpoint, trained_tensors
+    from dfd.convert.lightning import AuthorsCheckpoint, trained_tensors
 
     sd = _Authors("plain", unfreeze=False).state_dict()
     hp = authors_hparams(str(TINY), head="linear", unfreeze_layers=["layer_norm1", "mlp"])

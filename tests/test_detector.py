@@ -14,9 +14,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
-from dfd.build import build_detector
 from dfd.engine.optim import build_optimizer
 from dfd.models.adapters import count_parameters
+from dfd.models.build import build_detector
 from tests.conftest import CONF_DIR, compose_train
 
 VIT_L14_BACKBONE = 303_179_776

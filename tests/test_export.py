@@ -19,9 +19,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from dfd.build import build_detector, load_detector
 from dfd.data.frames import FrameTransform
-from dfd.exporting import ExportedDetector, _example_inputs, export_checkpoint, merge_adapters
+from dfd.engine.restore import load_detector
+from dfd.export.traced import ExportedDetector, _example_inputs, export_checkpoint, merge_adapters
+from dfd.models.build import build_detector
 from tests.conftest import CONF_DIR, compose_train
 from tests.demo_checkpoint import trained_checkpoint
 

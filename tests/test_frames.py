@@ -21,7 +21,7 @@ from dfd.data.frames import (
     decode_frame,
 )
 from dfd.data.index import FrameIndex
-from dfd.models.backbone import InputSpec
+from dfd.data.spec import InputSpec
 
 SPEC = InputSpec(size=(16, 16), resample=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 

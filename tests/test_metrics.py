@@ -11,7 +11,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from dfd.metrics import (
+from dfd.scoring.metrics import (
     accuracy,
     average_precision,
     balanced_accuracy,

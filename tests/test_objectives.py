@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from dfd.models.heads import ArcFaceHead, LinearHead, LinearNormHead
-from dfd.objectives import (
+from dfd.models.objectives import (
     ArcFaceObjective,
     CrossEntropyObjective,
     HypersphereObjective,

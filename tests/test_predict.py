@@ -16,10 +16,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from dfd.evaluate import evaluate_checkpoint
-from dfd.metrics import video_scores
-from dfd.prediction import find_inputs, run_prediction
+from dfd.predict.predictor import find_inputs, run_prediction
 from dfd.preprocess.pipeline import FaceSettings
 from dfd.preprocess.runner import run_preprocessing
+from dfd.scoring.metrics import video_scores
 from tests.conftest import CONF_DIR
 from tests.demo_checkpoint import trained_checkpoint
 

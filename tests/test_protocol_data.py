@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.readers import read_ff
-from dfd.metrics import detection_metrics, roc_auc, video_scores
+from dfd.scoring.metrics import detection_metrics, roc_auc, video_scores
 from tests.conftest import compose_train
 
 # --------------------------------------------------------------------- frame sampling

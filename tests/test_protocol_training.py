@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from safetensors.torch import load_file
 
 from dfd.data.demo import demo_index
-from dfd.metrics import roc_auc
+from dfd.scoring.metrics import roc_auc
 from dfd.train import train
 from tests.conftest import compose_train, small_run_overrides
 

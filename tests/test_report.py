@@ -12,8 +12,8 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import open_dict
 
-from dfd.compare import Selection, comparison_table, select_runs
 from dfd.report import write_report
+from dfd.report.compare import Selection, comparison_table, select_runs
 from tests.conftest import CONF_DIR, fresh_mlflow_uri
 
 TARGETS = {"mouth": 0.0, "eyes": 0.05, "swap": -0.1}

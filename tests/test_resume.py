@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from dfd.engine.callbacks import Callback
 from dfd.engine.resume import ResumeError
-from dfd.tracking import mark_dead_runs
+from dfd.tracking.tracker import mark_dead_runs
 from dfd.train import train
 from tests.conftest import compose_train, fresh_mlflow_uri
 

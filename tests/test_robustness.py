@@ -15,7 +15,7 @@ from PIL import Image
 
 from dfd.data.perturb import Downscale, GaussianBlur, GaussianNoise, PerturbedTransform
 from dfd.evaluate import evaluate_checkpoint
-from dfd.robustness import build_perturbations
+from dfd.scoring.robustness import build_perturbations
 from dfd.train import train
 from tests.conftest import CONF_DIR, compose_train, fresh_mlflow_uri, small_run_overrides
 
@@ -93,7 +93,7 @@ def test_perturbed_transform_is_seeded_per_frame():
 def test_perturbed_frames_reach_the_model_through_the_frame_dataset(tmp_path):
     from dfd.bench.crops import crops_index, write_crops
     from dfd.data.frames import FrameDataset, FrameTransform
-    from dfd.models.backbone import InputSpec
+    from dfd.data.spec import InputSpec
 
     spec = InputSpec(size=(64, 64), resample=3, mean=(0.5,) * 3, std=(0.25,) * 3)
     index = crops_index(write_crops(tmp_path, 2, 64))

@@ -7,7 +7,7 @@ import random
 import pytest
 
 import dfd
-from dfd.run_info import experiment_of, git_commit, run_name, run_tags
+from dfd.runtime.run_info import experiment_of, git_commit, run_name, run_tags
 from tests.conftest import compose_train
 
 

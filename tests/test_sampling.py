@@ -186,7 +186,7 @@ def test_make_loader_draws_its_training_batches_from_the_configured_sampler(demo
     # run) sees exactly what a loader that ran epochs 0-2 sees
     from dfd.data.frames import FrameTransform
     from dfd.data.loading import make_loader, set_loader_epoch
-    from dfd.models.backbone import InputSpec
+    from dfd.data.spec import InputSpec
 
     spec = InputSpec(size=(8, 8), resample=3, mean=(0.5,) * 3, std=(0.5,) * 3)
     paired = OmegaConf.create(

@@ -22,6 +22,7 @@ from dfd.data.frames import FrameDataset, FrameTransform, UnreadableFrameError
 from dfd.data.index import FAKE, REAL, FrameIndex
 from dfd.data.loading import make_loader
 from dfd.data.perturb import PerturbedTransform
+from dfd.data.spec import InputSpec
 from dfd.data.store import (
     META_FILE,
     FrameStore,
@@ -32,7 +33,6 @@ from dfd.data.store import (
     store_for,
 )
 from dfd.evaluate import _store_options
-from dfd.models.backbone import InputSpec
 from dfd.train import train
 from tests.test_bad_frames import _cfg
 

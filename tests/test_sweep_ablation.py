@@ -12,9 +12,14 @@ import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-from dfd.metrics import roc_auc
-from dfd.sweep.ablation import ablation_tables, bootstrap_difference, read_predictions, roc_auc_rows
-from dfd.tables import Delta, Stat, to_markdown
+from dfd.report.ablation import (
+    ablation_tables,
+    bootstrap_difference,
+    read_predictions,
+    roc_auc_rows,
+)
+from dfd.report.tables import Delta, Stat, to_markdown
+from dfd.scoring.metrics import roc_auc
 
 TARGETS = ("mouth", "swap")
 
@@ -139,7 +144,7 @@ def test_predictions_missing_a_column_fail_naming_it(tmp_path):
 def test_predictions_of_a_trial_on_another_machine_come_from_its_mlflow_run(tmp_path):
     from mlflow import MlflowClient
 
-    from dfd.sweep.ablation import trial_predictions
+    from dfd.report.ablation import trial_predictions
     from tests.conftest import fresh_mlflow_uri
 
     uri = fresh_mlflow_uri(tmp_path / "store")

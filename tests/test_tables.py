@@ -8,7 +8,15 @@ import math
 
 import pytest
 
-from dfd.tables import Delta, Stat, Table, results_markdown_csv, to_csv, to_latex, to_markdown
+from dfd.report.tables import (
+    Delta,
+    Stat,
+    Table,
+    results_markdown_csv,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
 
 RESULTS = {
     "best_epoch": 3,

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 from omegaconf import OmegaConf
 
-from dfd.tracking import Tracker, flatten
+from dfd.tracking.tracker import Tracker, flatten
 from tests.conftest import fresh_mlflow_uri
 
 

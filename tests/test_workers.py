@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 
-from dfd.workers import one_thread_per_worker
+from dfd.runtime.workers import one_thread_per_worker
 
 
 def test_a_child_forked_after_parallel_opencv_pins_its_threads_without_hanging():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from dfd.bench.runner import run_bench
-from dfd.cli import entry_point
+from dfd.runtime.cli import entry_point
 
 
 @entry_point("bench")

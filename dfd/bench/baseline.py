@@ -22,7 +22,7 @@ from PIL import Image, ImageEnhance, ImageFilter, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from dfd.data.index import FrameIndex
-from dfd.models.backbone import InputSpec
+from dfd.data.spec import InputSpec
 
 Augmentation = Callable[[Image.Image, random.Random], Image.Image]
 

@@ -1,7 +1,7 @@
 """Section (b): the model step on synthetic tensors, and its FLOPs counted on one step.
 
 The detector, objective and optimizer are built from the same config groups and builders
-as `dfd.train` (`dfd.build.build_detector`, `dfd.engine.task.DetectionTask`,
+as `dfd.train` (`dfd.models.build.build_detector`, `dfd.engine.task.DetectionTask`,
 `dfd.engine.optim.build_optimizer`) and prepared by the same Accelerator, so the step
 measured is the step training runs: forward through the backbone with its PEFT adapter, the
 objective on the head, backward, optimizer step, under Accelerate's autocast for the
@@ -23,12 +23,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from dfd.bench.timing import Rate, interleaved, synchronize
-from dfd.build import build_detector
+from dfd.data.spec import InputSpec
 from dfd.engine.accelerator import make_accelerator
 from dfd.engine.optim import build_optimizer
 from dfd.engine.task import DetectionTask
 from dfd.models.adapters import count_parameters
-from dfd.models.backbone import InputSpec
+from dfd.models.build import build_detector
 
 
 @dataclass

@@ -23,8 +23,8 @@ from dfd.bench import baseline
 from dfd.bench.timing import Rate, interleaved, paired_ratio
 from dfd.data.frames import FrameDataset, FrameTransform
 from dfd.data.index import FrameIndex
+from dfd.data.spec import InputSpec
 from dfd.data.store import open_store
-from dfd.models.backbone import InputSpec
 
 TRANSFORMS = ("train", "eval")
 

@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from dfd.data.index import FrameIndex
-from dfd.models.backbone import InputSpec
+from dfd.data.spec import InputSpec
 
 try:  # optional: without it OpenCV decodes everything, slower
     import pyspng

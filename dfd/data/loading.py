@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader
 from dfd.data.frames import FrameDataset, FrameTransform, collate_frames
 from dfd.data.index import FrameIndex
 from dfd.data.sampling import batch_sampler, epoch_seed
-from dfd.data.store import FrameStore, check_store
-from dfd.workers import one_thread_per_worker
+from dfd.data.store import FrameStore, StoreOptions, check_store, store_for
+from dfd.runtime.workers import one_thread_per_worker
 
 
 def make_loader(
@@ -74,6 +74,43 @@ def make_loader(
     )
     loader.epoch_sampler = batches
     return loader
+
+
+def source_loaders(
+    cfg: Any, splits: Any, train_transform: FrameTransform, eval_transform: FrameTransform
+) -> tuple[DataLoader, DataLoader]:
+    """The loaders of `splits.train` and `splits.val` under a run config (`trainer`'s batch
+    sizes and workers, `data.sampler`, `data.on_error`, `seed`), each reading its frame store
+    when `data.store` names its role.
+
+    Every process asks for its stores: the first to take a store's file lock builds it, the
+    others wait on the lock (no collective, so no NCCL timeout however long it takes).
+    """
+    t, on_error = cfg.trainer, cfg.data.get("on_error", "raise")
+    store = StoreOptions.from_config(cfg.data.get("store"))
+    train, val = splits.train, splits.val
+    train_loader = make_loader(
+        train,
+        train_transform,
+        t.batch_size,
+        t.num_workers,
+        True,
+        cfg.seed,
+        on_error=on_error,
+        sampler=cfg.data.get("sampler"),
+        frames=store_for("train", train, train_transform, store, t.num_workers),
+    )
+    val_loader = make_loader(
+        val,
+        eval_transform,
+        t.eval_batch_size,
+        t.num_workers,
+        False,
+        cfg.seed,
+        on_error=on_error,
+        frames=store_for("val", val, eval_transform, store, t.num_workers),
+    )
+    return train_loader, val_loader
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:

@@ -46,9 +46,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from dfd.data.frames import FrameTransform, UnreadableFrameError, decode_frame, pyspng
 from dfd.data.index import FrameIndex
-from dfd.interprocess import file_lock, pid_alive
-from dfd.progress import progress
-from dfd.workers import one_thread_per_worker
+from dfd.runtime.interprocess import file_lock, pid_alive
+from dfd.runtime.progress import progress
+from dfd.runtime.workers import one_thread_per_worker
 
 log = logging.getLogger(__name__)
 

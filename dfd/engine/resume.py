@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file
 
 from dfd.engine.checkpoint import atomic_save_tensors, atomic_write_text
+from dfd.engine.trusted_config import current_import_paths
 
 STATE = "state.json"
 FOLDER = "resume"
@@ -214,10 +215,32 @@ def find_resumable(output_root: Path, cfg: DictConfig) -> Path | None:
 
 
 def check_same_config(info: Mapping, cfg: DictConfig, run_dir: Path) -> None:
-    diff = first_difference(info.get("config"), comparable_config(cfg))
+    # a run interrupted before a dfd upgrade names the code its options moved from
+    saved = current_import_paths(info.get("config"))
+    diff = first_difference(saved, comparable_config(cfg))
     if diff is not None:
         raise ResumeError(
             f"trainer.resume={run_dir}: the config differs from the interrupted run's at "
             f"`{diff}`. Resume with the same overrides as the original run (only "
             f"{', '.join(RESUME_KEYS)} may change), or start a new run without trainer.resume."
         )
+
+
+def resume_from_config(cfg: DictConfig) -> ResumeState | None:
+    """The interrupted run that `trainer.resume` names (a folder, or `auto`), or None."""
+    target = cfg.trainer.get("resume")
+    if not target:
+        return None
+    if str(target) == "auto":
+        found = find_resumable(Path(cfg.paths.output_root), cfg)
+        if found is None:
+            print("trainer.resume=auto: no unfinished run with this config; starting a new run")
+            return None
+        target = found
+    run_dir = Path(str(target)).expanduser().resolve()
+    if run_dir.name == "resume":
+        run_dir = run_dir.parent
+    state = read_resume_state(run_dir)
+    check_same_config(state.info, cfg, run_dir)
+    print(f"resuming {run_dir} after epoch {state.info['epoch']}, step {state.info['step']}")
+    return state

@@ -18,13 +18,15 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, skip_first_batches
+from accelerate.utils import gather_object
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dfd.data.loading import set_loader_epoch
 from dfd.engine.callbacks import Callback, RunState
 from dfd.engine.checkpoint import load_trainable, trainable_state
-from dfd.engine.inference import evaluate
+from dfd.engine.optim import build_optimizer
 from dfd.engine.resume import (
     ResumeError,
     ResumeState,
@@ -33,7 +35,8 @@ from dfd.engine.resume import (
     set_rng_state,
 )
 from dfd.engine.task import DetectionTask
-from dfd.progress import progress
+from dfd.runtime.progress import progress
+from dfd.scoring.inference import evaluate
 
 
 def is_improvement(value: float, best: float | None) -> bool:
@@ -78,9 +81,68 @@ class Trainer:
     position: EpochProgress = field(default_factory=EpochProgress)
     unreadable: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
+    @classmethod
+    def prepare(
+        cls,
+        accelerator: Accelerator,
+        task: DetectionTask,
+        train_loader: DataLoader,
+        val_loader: DataLoader,
+        callbacks: Callback,
+        run: RunState,
+    ) -> Trainer:
+        """A trainer for `task` under the run config's `trainer` group: AdamW (no decay on
+        the parameters `trainer.no_decay` names) and the cosine schedule over every optimizer
+        step of the run, the task compiled if asked, task, optimizer and loaders prepared by
+        Accelerate; validation scores videos by `eval.aggregate`."""
+        t = run.cfg.trainer
+        optimizer = build_optimizer(task, instantiate(t.optimizer), t.weight_decay, t.no_decay)
+        if t.compile:
+            task = torch.compile(task)
+        task, optimizer, prepared_train, prepared_val = accelerator.prepare(
+            task, optimizer, train_loader, val_loader
+        )
+        total_steps = t.max_epochs * math.ceil(
+            len(prepared_train) / accelerator.gradient_accumulation_steps
+        )
+        if t.max_steps is not None:
+            total_steps = min(total_steps, t.max_steps)
+        # stepped once per optimizer step, here rather than by Accelerate, whose prepared
+        # scheduler advances num_processes times per step
+        scheduler = instantiate(t.scheduler)(optimizer, T_max=max(total_steps, 1))
+        trainer = cls(
+            accelerator=accelerator,
+            task=task,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            train_loader=prepared_train,
+            epoch_loader=train_loader,
+            val_loader=prepared_val,
+            max_epochs=t.max_epochs,
+            total_steps=total_steps,
+            callbacks=callbacks,
+            run=run,
+            log_every_steps=t.log_every_steps,
+            aggregate=run.cfg.eval.aggregate,
+        )
+        run.snapshot = trainer.snapshot
+        return trainer
+
     @property
     def detector(self):
         return self.accelerator.unwrap_model(self.task).detector
+
+    def load_best(self) -> None:
+        """Put the selected epoch's weights (the best source-validation value) in the model."""
+        load_trainable(
+            self.detector, self.best_state, source=f"epoch {self.run.best_epoch} weights"
+        )
+
+    def unreadable_counts(self) -> dict[str, int]:
+        """Frames that could not be read (``data.on_error=skip``): training frames counted
+        over every process, validation frames (scored on every process) once."""
+        train = set().union(*gather_object([self.unreadable["train"]]))
+        return {"train": len(train), "val": len(self.unreadable["val"])}
 
     def fit(self, resume: ResumeState | None = None) -> None:
         """Train and validate until `max_epochs` or `total_steps`; select the best epoch."""

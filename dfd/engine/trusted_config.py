@@ -17,10 +17,12 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from dfd.config import CONF_DIR
+from dfd.runtime.config import CONF_DIR
 
 # keys whose value Hydra or dfd turns into an import; `_args_` & co only feed those targets
 IMPORT_KEYS = ("_target_", "model_class")
+# dfd's own import paths that moved: a checkpoint written before the move names the old one
+MOVED = {"dfd.objectives.": "dfd.models.objectives."}
 
 
 class UntrustedConfigError(ValueError):
@@ -71,6 +73,26 @@ def load_trusted_yaml(path: Path) -> DictConfig:
         raise UntrustedConfigError(f"{path} is not plain YAML: {err}") from err
     if not isinstance(data, dict):
         raise UntrustedConfigError(f"{path} must hold a mapping, found {type(data).__name__}")
-    cfg = OmegaConf.create(data)
+    cfg = OmegaConf.create(current_import_paths(data))
     check_trusted(cfg, str(path))
     return cfg
+
+
+def current_import_paths(node: Any) -> Any:
+    """`node` with every import path of `MOVED` renamed to where the code lives now."""
+    if isinstance(node, dict):
+        return {
+            k: _current_path(v) if k in IMPORT_KEYS else current_import_paths(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [current_import_paths(v) for v in node]
+    return node
+
+
+def _current_path(value: Any) -> Any:
+    if isinstance(value, str):
+        for old, new in MOVED.items():
+            if value.startswith(old):
+                return new + value.removeprefix(old)
+    return value

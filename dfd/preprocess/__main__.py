@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from dfd.cli import entry_point
 from dfd.preprocess.runner import run_preprocessing
+from dfd.runtime.cli import entry_point
 
 
 @entry_point("preprocess_faces")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dfd.errors import UserError
+from dfd.runtime.errors import UserError
 
 # Reason codes: the keys of the manifest's `skipped` counts.
 EMPTY_FILE = "empty_file"  # zero bytes

@@ -23,8 +23,8 @@ from dfd.preprocess.faces import build_face_detector
 from dfd.preprocess.inputs import VideoJob, discover_videos
 from dfd.preprocess.manifest import FORMAT, MANIFEST_NAME, load_manifest, summarize, write_manifest
 from dfd.preprocess.pipeline import FacePipeline, FaceSettings, detector_config
-from dfd.progress import progress
-from dfd.workers import one_thread_per_worker
+from dfd.runtime.progress import progress
+from dfd.runtime.workers import one_thread_per_worker
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("raise", "skip")

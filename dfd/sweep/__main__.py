@@ -11,8 +11,8 @@ from __future__ import annotations
 import optuna
 from omegaconf import DictConfig
 
-import dfd.config  # noqa: F401  (registers the config resolvers)
-from dfd.cli import entry_point
+import dfd.runtime.config  # noqa: F401  (registers the config resolvers)
+from dfd.runtime.cli import entry_point
 from dfd.sweep.run import run_sweep
 
 

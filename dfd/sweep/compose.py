@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dfd.config import PROJECT_ROOT
+from dfd.runtime.config import PROJECT_ROOT
 from dfd.sweep.space import GridPoint, Param, Value, override_value
 
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -44,7 +44,7 @@ def pairing_error(cfg: DictConfig) -> str | None:
     here so that exactly this error, and no other ValueError, marks a trial as invalid.
     """
     # imported here: composing configs and claiming grid points need no torch
-    from dfd.objectives import check_head
+    from dfd.models.objectives import check_head
 
     try:
         check_head(instantiate(cfg.loss), instantiate(cfg.head)(in_features=8))

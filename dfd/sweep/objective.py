@@ -21,7 +21,7 @@ from omegaconf import DictConfig, open_dict
 from optuna.trial import FrozenTrial, TrialState
 
 from dfd.engine.callbacks import Callback, RunState, RunStopped
-from dfd.run_info import run_name
+from dfd.runtime.run_info import run_name
 from dfd.sweep.compose import compose_train_config, pairing_error, path_overrides
 from dfd.sweep.space import GridPoint, Param, Value
 from dfd.sweep.storage import GridClaims

@@ -19,6 +19,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
+from dfd.report.study import report_study
 from dfd.sweep.compose import (
     check_grid,
     check_space,
@@ -28,7 +29,6 @@ from dfd.sweep.compose import (
 )
 from dfd.sweep.grid import run_grid
 from dfd.sweep.objective import SearchObjective, TrialContext
-from dfd.sweep.report import report_study
 from dfd.sweep.space import parse_grid, parse_space
 from dfd.sweep.storage import GridClaims, open_study, redact
 
@@ -53,7 +53,7 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
 
     A grid sweep trains every point no process has trained or is training; a search runs
     trials until the study holds `sweep.n_trials`. Each trial is a nested MLflow run under
-    this process's parent run, which ends with the report (`dfd.sweep.report`), also written
+    this process's parent run, which ends with the report (`dfd.report.study`), also written
     to `cfg.paths.output_dir`.
     """
     spec = cfg.sweep

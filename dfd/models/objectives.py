@@ -1,0 +1,181 @@
+"""Training objectives: cross-entropy, the paper's hypersphere loss, ArcFace.
+
+An objective turns backbone features and labels into ``{"loss", "logits", "terms"}``; the
+training loop only calls ``backward`` on ``loss`` and logs ``terms``. An objective that needs
+a particular head names its ``conf/head`` option in `required_head` (``"linear_norm"``), and
+`check_head` checks the pairing once at start.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+from torch import nn
+
+from dfd.runtime.config import PROJECT_ROOT
+
+HEAD_CONF_DIR = PROJECT_ROOT / "conf" / "head"
+
+
+def uniformity_loss(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+    """Uniformity on the hypersphere (Wang & Isola, ICML 2020), over all pairs i < j of the batch.
+
+    L_unif = log( mean_{i<j} exp(-t ||z_i - z_j||^2) ), clamped below at log(1e-6) so that a
+    batch spread perfectly cannot push the loss to -inf. `z` must be L2-normalized, (B, D).
+    A batch with fewer than two samples has no pairs and gives 0.
+    """
+    if z.shape[0] < 2:
+        return z.sum() * 0.0
+    sq_dists = torch.pdist(z.float(), p=2).pow(2)  # (B*(B-1)/2,)
+    return torch.log(torch.exp(-t * sq_dists).mean().clamp_min(1e-6))
+
+
+def alignment_loss(z: torch.Tensor, labels: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
+    """Label-aware alignment (Wang & Isola, ICML 2020, with positives = same-label pairs).
+
+    L_align = mean over pairs i < j with y_i == y_j of ||z_i - z_j||_2^alpha. With no
+    same-label pair in the batch it is 0 (and keeps the graph).
+    """
+    n = z.shape[0]
+    i, j = torch.triu_indices(n, n, offset=1, device=z.device)
+    same = labels[i] == labels[j]
+    if not bool(same.any()):
+        return z.sum() * 0.0
+    diffs = z[i[same]].float() - z[j[same]].float()  # (P, D)
+    # the norm's gradient at 0 is NaN; identical features are a legal input
+    sq = diffs.pow(2).sum(dim=-1)
+    dists = torch.where(sq > 0, sq.clamp_min(1e-12).sqrt(), torch.zeros_like(sq))
+    return dists.pow(alpha).mean()
+
+
+def slerp_augment(
+    z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Slerp feature augmentation (the paper's, training only).
+
+    Within each class that has at least two samples, every feature a is paired with a random
+    other feature b of the same class and replaced by the spherical interpolation
+    sin((1-t) theta)/sin(theta) a + sin(t theta)/sin(theta) b, with t ~ U(0, 1) per sample and
+    theta = arccos(clamp(a.b, -1 + 1e-7, 1 - 1e-7)) between the normalized features.
+    Samples of a class with a single member are returned normalized and otherwise unchanged.
+    """
+    z = F.normalize(z.float(), dim=-1)
+    partner = torch.arange(z.shape[0], device=z.device)
+    for cls in labels.unique():
+        members = torch.nonzero(labels == cls).flatten()
+        if members.numel() < 2:
+            continue
+        order = members[torch.randperm(members.numel(), generator=generator).to(z.device)]
+        # a cyclic shift of a random order: every member gets a random partner other than itself
+        partner[order] = torch.roll(order, shifts=1)
+    t = torch.rand(z.shape[0], 1, generator=generator).to(z.device)  # (B, 1)
+    a, b = z, z[partner]
+    theta = torch.acos((a * b).sum(dim=-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))  # (B, 1)
+    sin = torch.sin(theta)
+    mixed = (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / sin
+    return torch.where(
+        partner.unsqueeze(-1) == torch.arange(z.shape[0], device=z.device).unsqueeze(-1), a, mixed
+    )
+
+
+class CrossEntropyObjective:
+    """Cross-entropy on the head's logits (optional label smoothing); works with any head."""
+
+    required_head: str | None = None  # a conf/head option name; None = any head
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, features: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> dict:
+        logits = head(features, labels)
+        ce = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        return {"loss": ce, "logits": logits, "terms": {"ce": ce.detach()}}
+
+
+class HypersphereObjective:
+    """The paper's loss: L = w_ce CE + w_unif L_unif + w_align L_align on L2-normalized features.
+
+    With `slerp`, features are first replaced by their slerp augmentation within each class
+    (`slerp_augment`); CE (through the `linear_norm` head) and both hypersphere terms are then
+    computed on the augmented features (Yermakov et al. 2025, Sec. 3).
+    """
+
+    required_head: str | None = "linear_norm"
+
+    def __init__(
+        self,
+        w_ce: float = 1.0,
+        w_unif: float = 0.1,
+        w_align: float = 0.1,
+        t: float = 2.0,
+        alpha: float = 2.0,
+        slerp: bool = True,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        self.w_ce, self.w_unif, self.w_align = w_ce, w_unif, w_align
+        self.t, self.alpha, self.slerp = t, alpha, slerp
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, features: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> dict:
+        z = F.normalize(features.float(), dim=-1)  # (B, D)
+        if self.slerp:
+            z = slerp_augment(z, labels)
+        logits = head(z, labels)
+        ce = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        unif = uniformity_loss(z, self.t)
+        align = alignment_loss(z, labels, self.alpha)
+        loss = self.w_ce * ce + self.w_unif * unif + self.w_align * align
+        terms = {"ce": ce.detach(), "uniformity": unif.detach(), "alignment": align.detach()}
+        return {"loss": loss, "logits": logits, "terms": terms}
+
+
+class ArcFaceObjective(CrossEntropyObjective):
+    """Additive angular margin loss (Deng et al. 2019): CE on the ArcFace head's margin logits.
+
+    s and m live in the `arcface` head's config; this objective requires that head.
+    """
+
+    required_head = "arcface"
+
+
+def head_class(option: str) -> type[nn.Module]:
+    """The class the ``conf/head/<option>.yaml`` option builds (its `_target_`)."""
+    path = HEAD_CONF_DIR / f"{option}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in HEAD_CONF_DIR.glob("*.yaml"))
+        raise ValueError(f"no head option {option!r} (conf/head/{option}.yaml); options: {known}")
+    return get_class(OmegaConf.load(path)._target_)
+
+
+def check_head(objective: object, head: nn.Module) -> None:
+    """Fail at start when a loss is paired with a head it cannot work with.
+
+    The loss declares the head *option* it needs (`required_head`, e.g. ``"linear_norm"``);
+    the head passes when it is an instance of the class that option builds (a subclass, or
+    the same class under another option name, passes too). The message names the option
+    to set, as typed on the command line.
+    """
+    option = getattr(objective, "required_head", None)
+    if option is None:
+        return
+    required = head_class(option)
+    if not isinstance(head, required):
+        raise ValueError(
+            f"the loss {type(objective).__name__} needs the head option {option!r} "
+            f"({required.__name__}), but the head config builds {type(head).__name__}: set "
+            f"`head={option}` with this loss."
+        )
+
+
+__all__ = [
+    "ArcFaceObjective",
+    "CrossEntropyObjective",
+    "HypersphereObjective",
+    "alignment_loss",
+    "check_head",
+    "head_class",
+    "slerp_augment",
+    "uniformity_loss",
+]

@@ -1,0 +1,217 @@
+"""Runs of an MLflow store side by side: select them, build the paper's table from them, and
+write it (`python -m dfd.report`).
+
+One row per run (its run name), or, with `group_seeds`, one row per configuration (runs whose
+overrides differ only in `seed`) holding mean ± std over its runs; one column per target's
+video AUC (`test/<target>/video_auc`; more metrics on request) and the mean over targets.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from omegaconf import DictConfig, OmegaConf
+
+from dfd.report.plots import plot_table
+from dfd.report.tables import Stat, Table, to_csv, to_latex, to_markdown
+from dfd.runtime.run_info import SEPARATOR, run_name
+
+_TARGET_METRIC = re.compile(r"^test/(?P<target>[^/]+)/(?P<metric>[^/]+)$")
+_SEED = re.compile(r"^\+*seed=\S+$")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which runs to compare: any of experiments, tags, a sweep (its study name or its parent
+    run id) and run ids; `status` keeps only runs that ended so (None: any)."""
+
+    experiments: Sequence[str] = ()
+    tags: Mapping[str, str] | None = None
+    sweep: str | None = None
+    parent: str | None = None
+    run_ids: Sequence[str] = ()
+    status: str | None = "FINISHED"
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "\\'") + "'"
+
+
+def select_runs(client: MlflowClient, selection: Selection) -> list[Run]:
+    """The selected runs, oldest first; a sweep's own parent run is never one of them.
+
+    Fails naming the store's experiments when an experiment does not exist, and naming the
+    selection when nothing matches.
+    """
+    if selection.run_ids:
+        runs = [client.get_run(run_id) for run_id in selection.run_ids]
+    else:
+        experiments = client.search_experiments()
+        by_name = {e.name: e.experiment_id for e in experiments}
+        names = list(selection.experiments) or list(by_name)
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise ValueError(
+                f"select.experiments: no experiment {missing} in the store; it holds "
+                f"{sorted(by_name)}"
+            )
+        filters = [f"tags.`{k}` = {_quote(v)}" for k, v in (selection.tags or {}).items()]
+        if selection.sweep:
+            filters.append(f"tags.`optuna.study_name` = {_quote(selection.sweep)}")
+        if selection.parent:
+            filters.append(f"tags.`mlflow.parentRunId` = {_quote(selection.parent)}")
+        if selection.status:
+            filters.append(f"attributes.status = {_quote(selection.status)}")
+        runs, token = [], None
+        while True:
+            page = client.search_runs(
+                [by_name[n] for n in names],
+                filter_string=" and ".join(filters),
+                max_results=1000,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
+            runs += list(page)
+            token = page.token
+            if not token:
+                break
+    runs = [r for r in runs if r.data.tags.get("dfd.role") != "sweep"]
+    if not runs:
+        raise ValueError(f"no run matches the selection {selection} in {client.tracking_uri}")
+    return sorted(runs, key=lambda r: r.info.start_time or 0)
+
+
+def targets_of(runs: Sequence[Run], metric: str) -> list[str]:
+    """The targets the runs were tested on (`test/<target>/<metric>`), first-seen order."""
+    names: dict[str, None] = {}
+    for run in runs:
+        for key in run.data.metrics:
+            m = _TARGET_METRIC.match(key)
+            if m and m["metric"] == metric and m["target"] != "mean":
+                names[m["target"]] = None
+    return list(names)
+
+
+def run_label(run: Run) -> str:
+    """A run's row name: its run name, or one made from its overrides tag."""
+    return run.info.run_name or run_name(run.data.tags.get("dfd.overrides", "").split())
+
+
+def configuration(run: Run) -> tuple[str, str]:
+    """(key, label) of a run's configuration: what it trained, whatever its seed.
+
+    A sweep's grid trial is its row (`dfd.sweep.row`); any other run its overrides without
+    `seed=`, named as `run_info.run_name` names them.
+    """
+    tags = run.data.tags
+    if "dfd.sweep.row" in tags:
+        row = tags["dfd.sweep.row"]
+        return f"{tags.get('optuna.study_name', '')}/{row}", row
+    if "dfd.overrides" in tags:
+        kept = [o for o in tags["dfd.overrides"].split() if not _SEED.match(o)]
+        return " ".join(kept), run_name(kept)
+    label = run_label(run)
+    # a name like `ablation_ln · seed=1`: the configuration is the name before the seed
+    words = [w for w in label.split(SEPARATOR) if not w.startswith("seed=")]
+    base = SEPARATOR.join(words) or label
+    return base, base
+
+
+def comparison_table(
+    runs: Sequence[Run], metrics: Sequence[str] = ("video_auc",), group_seeds: bool = False
+) -> Table:
+    """The paper's table: rows = runs (or configurations, mean ± std over their runs), columns
+    = each target's `metrics` and their mean over targets, plus `runs` when grouped.
+
+    With one metric the columns are the target names and `mean`; with several,
+    `<target> <metric>` and `mean <metric>`. The mean is the run's own mean over its targets
+    (`test/mean/<metric>` when logged, else computed from its targets).
+    """
+    if not metrics:
+        raise ValueError("metrics: name at least one, e.g. [video_auc]")
+    targets = {m: targets_of(runs, m) for m in metrics}
+    if not any(targets.values()):
+        raise ValueError(
+            f"the selected runs logged no test/<target>/{metrics[0]} metric: were they tested?"
+        )
+    single = len(metrics) == 1
+    columns = []
+    for m in metrics:
+        columns += [t if single else f"{t} {m}" for t in targets[m]]
+        columns.append("mean" if single else f"mean {m}")
+    groups: dict[str, tuple[str, list[Run]]] = {}
+    for run in runs:
+        key, label = configuration(run) if group_seeds else (run.info.run_id, run_label(run))
+        groups.setdefault(key, (label, []))[1].append(run)
+    table = Table(
+        "configuration" if group_seeds else "run", (["runs"] if group_seeds else []) + columns
+    )
+    seen: dict[str, int] = {}
+    for label, members in groups.values():
+        cells: list = [len(members)] if group_seeds else []
+        for m in metrics:
+            for t in targets[m]:
+                values = [r.data.metrics.get(f"test/{t}/{m}", math.nan) for r in members]
+                cells.append(Stat.of(values) if group_seeds else values[0])
+            means = [_run_mean(r, m, targets[m]) for r in members]
+            cells.append(Stat.of(means) if group_seeds else means[0])
+        # two runs of one name stay two rows, told apart by a number
+        seen[label] = seen.get(label, 0) + 1
+        table.add(label if seen[label] == 1 else f"{label} ({seen[label]})", cells)
+    return table
+
+
+def _run_mean(run: Run, metric: str, targets: Sequence[str]) -> float:
+    logged = run.data.metrics.get(f"test/mean/{metric}")
+    if logged is not None:
+        return float(logged)
+    values = [run.data.metrics.get(f"test/{t}/{metric}") for t in targets]
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else math.nan
+
+
+FORMATS = {"markdown": "md", "csv": "csv", "latex": "tex"}
+
+
+def write_report(cfg: DictConfig) -> tuple[Table, list[Path]]:
+    """Select the runs `cfg.select` names in `cfg.tracking.uri`, build their table, print it
+    and write it (and its plot) to `cfg.output_dir`; return the table and the files."""
+    unknown = [f for f in cfg.formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"formats: {unknown} unknown; choose from {list(FORMATS)}")
+    select = OmegaConf.to_container(cfg.select, resolve=True)
+    runs = select_runs(MlflowClient(str(cfg.tracking.uri)), Selection(**select))
+    table = comparison_table(runs, list(cfg.metrics), bool(cfg.group_seeds))
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in cfg.formats:
+        text = {
+            "markdown": lambda: to_markdown(table),
+            "csv": lambda: to_csv(table),
+            "latex": lambda: to_latex(table, percent=bool(cfg.latex_percent)),
+        }[fmt]()
+        path = out / f"{cfg.name}.{FORMATS[fmt]}"
+        path.write_text(text if text.endswith("\n") else text + "\n")
+        written.append(path)
+    if cfg.plot:
+        columns = [c for c in table.columns if c != "runs"]
+        written.append(
+            plot_table(
+                table,
+                columns,
+                out / f"{cfg.name}.png",
+                f"{' / '.join(cfg.metrics)} per target, {len(runs)} runs",
+                kind=str(cfg.plot),
+                ylabel=" / ".join(cfg.metrics),
+            )
+        )
+    print(to_markdown(table))
+    print(f"\n{len(runs)} runs; written: " + ", ".join(str(p) for p in written))
+    return table, written

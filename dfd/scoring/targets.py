@@ -1,0 +1,110 @@
+"""Cross-dataset scoring of the selected weights on every target: scores and metrics only.
+
+Logging, plots and files are the reporting code's job (`dfd.tracking`, `dfd.report.results`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from accelerate import Accelerator
+
+from dfd.data.frames import FrameTransform
+from dfd.data.index import FrameIndex
+from dfd.data.loading import make_loader
+from dfd.data.store import StoreOptions, store_for
+from dfd.scoring.inference import evaluate
+
+MEAN_KEYS = ("video_auc", "frame_auc")
+
+
+@dataclass(frozen=True)
+class TargetScoring:
+    """How target frames are read and scored: the evaluation batch size and loader workers,
+    what an unreadable frame does (``raise`` | ``skip``, `data.on_error`), a video's score
+    from its frames' (``mean`` | ``median``, `eval.aggregate`) and the frame stores to read
+    (`data.store`; None: decode the files)."""
+
+    batch_size: int
+    num_workers: int = 0
+    on_error: str = "raise"
+    aggregate: str = "mean"
+    store: StoreOptions | None = None
+
+    @classmethod
+    def of_run(cls, cfg) -> TargetScoring:
+        """What a training run's config says: `trainer.eval_batch_size`,
+        `trainer.num_workers`, `data.on_error`, `eval.aggregate`, `data.store`."""
+        t, data = cfg.trainer, cfg.data
+        store = StoreOptions.from_config(data.get("store"))
+        on_error = data.get("on_error", "raise")
+        return cls(t.eval_batch_size, t.num_workers, on_error, cfg.eval.aggregate, store)
+
+
+def frame_predictions(index: FrameIndex, scores: np.ndarray) -> pa.Table:
+    """One row per frame: enough to recompute every logged metric (NaN p_fake = unreadable)."""
+    return pa.table(
+        {
+            "path": index.paths,
+            "video_id": index.video_ids,
+            "source": index.sources,
+            "label": index.labels,
+            "p_fake": scores,
+        }
+    )
+
+
+def mean_over_targets(results: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The mean of every level metric present in all targets (AUCs first)."""
+    if not results:
+        return {}
+    shared = set.intersection(*(set(m) for m in results.values()))
+    keys = [k for k in MEAN_KEYS if k in shared]
+    keys += sorted(k for k in shared if k not in keys and k.startswith(("frame_", "video_")))
+    return {k: float(np.mean([m[k] for m in results.values()])) for k in keys}
+
+
+def target_loader(index: FrameIndex, transform, accelerator: Accelerator, setup: TargetScoring):
+    """The prepared evaluation loader of one target: index order, every frame, its frame
+    store when `setup.store` names the test role (the first process to take the store's file
+    lock builds it; the others wait on the lock, outside any collective)."""
+    frames = store_for("test", index, transform, setup.store, setup.num_workers)
+    return accelerator.prepare(
+        make_loader(
+            index,
+            transform,
+            setup.batch_size,
+            setup.num_workers,
+            train=False,
+            seed=0,
+            on_error=setup.on_error,
+            frames=frames,
+        )
+    )
+
+
+def score_targets(
+    task,
+    targets: Mapping[str, FrameIndex],
+    transform: FrameTransform,
+    accelerator: Accelerator,
+    setup: TargetScoring,
+) -> tuple[dict, dict[str, pa.Table], dict[str, int]]:
+    """Score every target dataset with the task's current weights.
+
+    Returns ``({"test": {target: metrics}, "mean": {...}}, {target: per-frame table},
+    {target: unreadable frame count})``.
+    """
+    per_target, predictions, unreadable = {}, {}, {}
+    for name, index in targets.items():
+        loader = target_loader(index, transform, accelerator, setup)
+        metrics, scores, lost = evaluate(
+            task, loader, accelerator, desc=f"test {name}", aggregate=setup.aggregate
+        )
+        per_target[name] = metrics
+        predictions[name] = frame_predictions(index, scores)
+        unreadable[name] = int(lost.size)
+    return {"test": per_target, "mean": mean_over_targets(per_target)}, predictions, unreadable
