@@ -118,6 +118,7 @@ def folder_case(tmp: Path) -> tuple[dict, dict]:
         "name": "custom",
         "split": "val",
         "real_sources": ["DF"],
+        "fake_sources": ["DF"],
     }
 
 
@@ -276,7 +277,8 @@ def test_the_table_covers_every_reader_and_argument(tmp_path):
     assert family == set(CASES), "a reader of the family has no row in CASES"
     for read, case in CASES.items():
         _, alternatives = case(tmp_path / read.kind)
-        params = set(inspect.signature(read).parameters) - {"cache_dir"}
+        # cache_dir and preprocess (the command that made the crops) change nothing read
+        params = set(inspect.signature(read).parameters) - {"cache_dir", "preprocess"}
         assert set(alternatives) | set(COMMON) == params, read.kind
 
 
@@ -302,3 +304,14 @@ def test_changing_any_argument_rebuilds_the_index(read, tmp_path, caplog, monkey
     # ... and the base read still finds its own entry
     read(**base, cache_dir=cache)
     assert _events(caplog)[-1] == "index cache hit"
+
+
+def test_the_preprocess_command_is_not_in_the_cache_key(tmp_path, caplog):
+    # documentation for `python -m dfd.datasets` (every reader takes it from @reader):
+    # editing it must not rebuild an index
+    caplog.set_level(logging.INFO, logger="dfd.data.cache")
+    base, _ = folder_case(tmp_path / "data")
+    cache = tmp_path / "cache"
+    first = read_folder(**base, cache_dir=cache)
+    again = read_folder(**base, cache_dir=cache, preprocess="python -m dfd.preprocess x")
+    assert _events(caplog)[-1] == "index cache hit" and again.paths == first.paths
