@@ -531,3 +531,13 @@ def is_real_name(name: str, real_sources: Sequence[str] | None) -> bool:
     if real_sources is not None:
         return name in real_sources
     return "real" in name.lower()
+
+
+def below_source_video(parts: Sequence[str]) -> str:
+    """The crop folder name ``dfd.preprocess video_name=below_source`` gives a video.
+
+    `parts` are the folders between its source folder and the video, then the stem; they are
+    joined by ``__`` exactly as `dfd.preprocess.inputs.below_source_name` joins them (a test
+    runs both on the same release layout).
+    """
+    return "__".join(parts)
