@@ -621,3 +621,45 @@ def test_gend_suite_composes_with_its_targets_and_held_out_sets():
     assert "Celeb-DF" not in cfg.data.heldout.cdfpp.index.methods
     resolved = OmegaConf.to_container(cfg.data, resolve=True)
     assert all(resolved["test"][t]["preprocess"] for t in targets)
+
+
+def test_gend_suite_held_out_sets_are_samples_of_train_folders_disjoint_from_the_targets(
+    data_dir,
+):
+    make_cdfpp(data_dir)
+    for split in ("train", "test"):  # DeepSpeak's official splits
+        names = [f"{split}/{e}/{split}{k}.mp4" for e in ("real", "memo") for k in range(3)]
+        touch(data_dir / "DeepSpeak-2.0", *names)
+    for split in ("train", "val"):  # FFIW's
+        touch(
+            data_dir / "FFIW10K",
+            *(f"{d}/{split}/{k:05d}.mp4" for d in ("source", "target") for k in range(3)),
+        )
+    cfg = compose_train(
+        [
+            "data=gend_suite",
+            "data.on_error=skip",  # the fixture holds only some of Celeb-DF++'s methods
+            f"paths.data_dir={data_dir}",
+            f"paths.cache_dir={data_dir.parent / 'cache'}",
+            "data.heldout.deepspeak_v2.videos_per_source=2",
+        ]
+    )
+    for key in ("deepspeak_v2", "cdfpp", "ffiw"):
+        crop(cfg.data.heldout[key])
+    crop(cfg.data.test.deepspeak_v2)
+    crop(cfg.data.test.ffiw)
+    held = {k: read_dataset(cfg.data.heldout[k], k) for k in ("deepspeak_v2", "cdfpp", "ffiw")}
+    assert held["deepspeak_v2"].name == "deepspeak_v2_heldout"
+    assert by_source(held["deepspeak_v2"]) == {"real": 2, "memo": 2}
+    assert set(held["deepspeak_v2"].splits) == {"train"}
+    # Celeb-DF++: its non-test videos, without Celeb-real (DFDM's test reals) and Celeb-DF
+    assert by_source(held["cdfpp"]) == {"YouTube-real": 1, "SimSwap": 1, "SadTalker": 1}
+    assert by_source(held["ffiw"]) == {"real_train": 3, "fake_train": 3}
+    targets = {
+        k: read_dataset(cfg.data.test[k], k)
+        for k in ("deepspeak_v2", "ffiw", "cdfpp_fs", "cdfpp_fr", "cdfpp_tf")
+    }
+    for name, index in held.items():
+        for target, test in targets.items():
+            shared = set(index.paths) & set(test.paths)
+            assert not shared, f"held-out {name} shares frames with target {target}"
