@@ -152,7 +152,9 @@ def test_found_broken_and_missing_rows_with_problems_and_pipelines(tmp_path, cap
         for line in capsys.readouterr().out.splitlines()[1:]
         if line.startswith(("train", "val", "test"))
     }
-    assert "found" in out["train"] and "crops: dfd.preprocess, BlazeFaceMeshDetector" in out["train"]
+    assert (
+        "found" in out["train"] and "crops: dfd.preprocess, BlazeFaceMeshDetector" in out["train"]
+    )
     assert "real 2v/4f  fake 8v/16f" in out["val"] and "same pipeline as train" in out["val"]
     assert "skipped: no_frames 1" in out["cdf_v2"]  # counted by reason, not raised
     assert (
