@@ -158,6 +158,32 @@ def test_sources_come_from_the_parent_folder_and_clashes_fail(tmp_path):
         discover_videos(tmp_path / "in", [".mp4"], [".png"], source_part=1)
 
 
+def test_video_name_below_source_keeps_videos_of_sibling_folders_apart(tmp_path):
+    # FakeAVCeleb: <category>/<race>/<gender>/<id>/<file>.mp4, file names repeat across ids
+    for rel in (
+        "FakeAVCeleb/RealVideo-RealAudio/African/men/id00076/00109.mp4",
+        "FakeAVCeleb/RealVideo-RealAudio/Asian/women/id00080/00109.mp4",
+        "FakeAVCeleb/FakeVideo-RealAudio/African/men/id00076/frames/000.png",
+    ):
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / rel).write_bytes(b"x")
+    with pytest.raises(ValueError, match="same <source>/<video>"):
+        discover_videos(tmp_path / "in", [".mp4"], [".png"], source_part=2)
+    jobs = discover_videos(
+        tmp_path / "in", [".mp4"], [".png"], source_part=2, video_name="below_source"
+    )
+    assert [j.video_id for j in jobs] == [
+        "FakeVideo-RealAudio/African__men__id00076__frames",  # an image folder: its own name last
+        "RealVideo-RealAudio/African__men__id00076__00109",
+        "RealVideo-RealAudio/Asian__women__id00080__00109",
+    ]
+    # the default source (the parent folder) has nothing below it: the name is the stem
+    jobs = discover_videos(tmp_path / "in", [".mp4"], [".png"], video_name="below_source")
+    assert {j.video_id for j in jobs} == {"id00076/00109", "id00080/00109", "id00076/frames"}
+    with pytest.raises(ValueError, match="video_name='path'"):
+        discover_videos(tmp_path / "in", [".mp4"], [".png"], video_name="path")
+
+
 # -- a real face ----------------------------------------------------------------------------
 
 

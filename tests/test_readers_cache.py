@@ -21,16 +21,21 @@ import pytest
 import dfd.data.readers as readers_module
 from dfd.data.demo import DemoSpec, demo_index
 from dfd.data.readers import (
+    read_cdf_pp,
     read_cdf_v2,
+    read_deeperforensics,
     read_deepfakebench,
     read_dfd,
     read_dfdc,
     read_dfdcp,
+    read_dfdm,
+    read_fakeavceleb,
     read_ff,
     read_ffiw,
     read_filelist,
     read_folder,
     read_hf,
+    read_idforge,
 )
 from tests.test_readers import frames, make_cdf, make_ff, make_lists
 from tests.test_readers_hf import write_imagefolder
@@ -118,6 +123,7 @@ def folder_case(tmp: Path) -> tuple[dict, dict]:
         "name": "custom",
         "split": "val",
         "real_sources": ["DF"],
+        "fake_sources": ["DF"],
     }
 
 
@@ -204,6 +210,121 @@ def ffiw_case(tmp: Path) -> tuple[dict, dict]:
     }
 
 
+def cdf_pp_case(tmp: Path) -> tuple[dict, dict]:
+    root = tmp / "crops"
+    for rel in [
+        "Celeb-real/a",
+        "YouTube-real/b",
+        "SimSwap/c",
+        "LIA/d",
+        "Celeb-real/e",
+        "SimSwap/f",
+    ]:
+        frames(root / rel)
+    test_list = tmp / "List_of_testing_videos.txt"
+    test_list.write_text(
+        # two lines without a flag, so that real_flag=0 leaves a valid (skip) read
+        "1 Celeb-real/a.mp4\nYouTube-real/b.mp4\nCeleb-synthesis/FaceSwap/SimSwap/c.mp4\n"
+        "0 Celeb-synthesis/FaceReenact/LIA/d.mp4\n"
+    )
+    shorter = tmp / "shorter.txt"  # the list without its last line
+    shorter.write_text("".join(f"{x}\n" for x in test_list.read_text().splitlines()[:3]))
+    return {"root": root, "test_list": test_list}, {
+        "root": _copy(root, "copy"),
+        "test_list": shorter,
+        "name": "cdfpp2",
+        "split": "train",
+        "scenarios": ["FaceSwap"],
+        "methods": ["SimSwap"],
+        "reals": ["Celeb-real"],
+        "real_flag": "0",
+    }
+
+
+def fakeavceleb_case(tmp: Path) -> tuple[dict, dict]:
+    root = tmp / "crops"
+    rows = [
+        ("real", "A", "RealVideo-RealAudio", "00001.mp4"),
+        ("wav2lip", "C", "FakeVideo-RealAudio", "00001_x_wavtolip.mp4"),
+        ("fsgan", "D", "FakeVideo-FakeAudio", "00001_x_fsgan.mp4"),
+    ]
+    lines = ["source,target1,target2,method,category,type,race,gender,path,"]
+    for method, letter, kind, name in rows:
+        lines.append(
+            f"id1,-,-,{method},{letter},{kind},Asian,men,{name},FakeAVCeleb/{kind}/Asian/men/id1"
+        )
+        frames(root / kind / f"Asian__men__id1__{name[:-4]}")
+    meta = tmp / "meta_data.csv"
+    meta.write_text("\n".join(lines) + "\n")
+    return {"root": root, "metadata_csv": meta}, {
+        "root": _copy(root, "copy"),
+        "metadata_csv": _copy(meta, "copy"),
+        "name": "favc2",
+        "split": ["test"],  # the only split, as a list: still another argument value
+        "categories": ["RealVideo-RealAudio", "FakeVideo-FakeAudio"],
+        "methods": ["wav2lip"],
+    }
+
+
+def idforge_case(tmp: Path) -> tuple[dict, dict]:
+    root, splits = tmp / "crops", tmp / "IDForge_v1"
+    splits.mkdir(parents=True)
+    files = [
+        "pristine/id0/id0_0/id0_scene_0001-0.mp4",
+        "face_tts/id0/id0_0/id0_scene_0001_0_roop.mp4",
+        "lip_tts_textgen/id0/id0_0/id0_scene_0001_0.mp4",
+    ]
+    for split in ("train", "test"):
+        (splits / f"{split}.csv").write_text("\n".join(files))
+    for f in files:
+        kind, person, video, name = f.split("/")
+        frames(root / kind / f"{person}__{video}__{name[:-4]}")
+    return {"root": root, "splits_dir": splits}, {
+        "root": _copy(root, "copy"),
+        "splits_dir": _copy(splits, "copy"),
+        "name": "idforge2",
+        "split": "train",
+        "types": ["pristine", "lip_tts_textgen"],
+        "swappers": ["simswap"],
+    }
+
+
+def dfdm_case(tmp: Path) -> tuple[dict, dict]:
+    root, real_root = tmp / "dfdm", tmp / "cdf"
+    for crf in ("DFDM_crf23", "DFDM_crf0"):
+        for name in ("id0_id1_0000_dfaker", "id0_id1_0000_iae"):
+            frames(root / crf / name)
+    for rel in ("Celeb-real/id0_0000", "YouTube-real/00000"):
+        frames(real_root / rel)
+    return {"root": root, "real_root": real_root}, {
+        "root": _copy(root, "copy"),
+        "real_root": _copy(real_root, "copy"),
+        "name": "dfdm2",
+        "split": ["test"],  # the only split, as a list: still another argument value
+        "crf": "DFDM_crf0",
+        "models": ["iae"],
+        "real_folders": ["YouTube-real"],
+    }
+
+
+def deeperforensics_case(tmp: Path) -> tuple[dict, dict]:
+    root, ff, splits = tmp / "df", tmp / "ff_real", tmp / "splits"
+    splits.mkdir(parents=True)
+    for split, name in (("train", "000_M101"), ("val", "001_W102"), ("test", "002_M103")):
+        (splits / f"{split}.txt").write_text(f"{name}.mp4\n")
+        for variant in ("end_to_end", "reenact_postprocess"):
+            frames(root / variant / name)
+        frames(ff / name[:3])
+    return {"root": root, "ff_real_root": ff, "splits_dir": splits}, {
+        "root": _copy(root, "copy"),
+        "ff_real_root": _copy(ff, "copy"),
+        "splits_dir": _copy(splits, "copy"),
+        "name": "df2",
+        "split": "train",
+        "variant": "reenact_postprocess",
+    }
+
+
 def demo_case(tmp: Path) -> tuple[dict, dict]:
     return {"root": tmp / "demo", "dataset": "mouth", "split": "test", "spec": TINY_DEMO}, {
         "root": tmp / "demo2",
@@ -265,6 +386,11 @@ CASES: dict[Callable, Callable[[Path], tuple[dict, dict]]] = {
     read_ffiw: ffiw_case,
     demo_index: demo_case,
     read_hf: hf_case,
+    read_cdf_pp: cdf_pp_case,
+    read_fakeavceleb: fakeavceleb_case,
+    read_idforge: idforge_case,
+    read_dfdm: dfdm_case,
+    read_deeperforensics: deeperforensics_case,
 }
 COMMON = {"on_error": "raise", "verify": "decode"}  # alternatives to the base's skip / none
 
@@ -276,7 +402,8 @@ def test_the_table_covers_every_reader_and_argument(tmp_path):
     assert family == set(CASES), "a reader of the family has no row in CASES"
     for read, case in CASES.items():
         _, alternatives = case(tmp_path / read.kind)
-        params = set(inspect.signature(read).parameters) - {"cache_dir"}
+        # cache_dir and preprocess (the command that made the crops) change nothing read
+        params = set(inspect.signature(read).parameters) - {"cache_dir", "preprocess"}
         assert set(alternatives) | set(COMMON) == params, read.kind
 
 
@@ -302,3 +429,14 @@ def test_changing_any_argument_rebuilds_the_index(read, tmp_path, caplog, monkey
     # ... and the base read still finds its own entry
     read(**base, cache_dir=cache)
     assert _events(caplog)[-1] == "index cache hit"
+
+
+def test_the_preprocess_command_is_not_in_the_cache_key(tmp_path, caplog):
+    # documentation for `python -m dfd.datasets` (every reader takes it from @reader):
+    # editing it must not rebuild an index
+    caplog.set_level(logging.INFO, logger="dfd.data.cache")
+    base, _ = folder_case(tmp_path / "data")
+    cache = tmp_path / "cache"
+    first = read_folder(**base, cache_dir=cache)
+    again = read_folder(**base, cache_dir=cache, preprocess="python -m dfd.preprocess x")
+    assert _events(caplog)[-1] == "index cache hit" and again.paths == first.paths

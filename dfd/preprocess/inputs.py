@@ -31,6 +31,11 @@ class VideoJob:
         return f"{self.source}/{self.video}"
 
 
+VIDEO_NAMES = ("stem", "below_source")
+# joins the folders below the source and the stem into one folder name (video_name=below_source)
+BELOW_SOURCE_SEP = "__"
+
+
 def source_of(folders: Sequence[str], source_part: int, where: str) -> str:
     """Pick the source name among `folders` (input folder's name first, video's parent last).
 
@@ -46,6 +51,27 @@ def source_of(folders: Sequence[str], source_part: int, where: str) -> str:
         ) from None
 
 
+def video_name_of(folders: Sequence[str], source_part: int, stem: str, video_name: str) -> str:
+    """The output folder name of a video whose source is ``folders[source_part]``.
+
+    ``stem`` (default): the file's stem (or the image folder's name). ``below_source``: the
+    folders between the source folder and the video, then the stem, joined by ``__``
+    (FakeAVCeleb's ``RealVideo-RealAudio/African/men/id00076/00109.mp4`` with the category as
+    source -> ``African__men__id00076__00109``): for releases whose file names repeat in
+    sibling folders below the source. Readers of such releases build the same name with
+    `below_source_name`.
+    """
+    if video_name == "stem":
+        return stem
+    position = source_part if source_part >= 0 else len(folders) + source_part
+    return below_source_name([*folders[position + 1 :], stem])
+
+
+def below_source_name(parts: Sequence[str]) -> str:
+    """``video_name=below_source``'s folder name of a video from its path parts below the source."""
+    return BELOW_SOURCE_SEP.join(parts)
+
+
 def discover_videos(
     input_dir: Path,
     video_extensions: Sequence[str],
@@ -53,6 +79,7 @@ def discover_videos(
     source_part: int = -1,
     source_rename: Mapping[str, str] | None = None,
     include: Sequence[str] | None = None,
+    video_name: str = "stem",
 ) -> list[VideoJob]:
     """All video files and image folders under `input_dir`, sorted by relative path.
 
@@ -61,9 +88,12 @@ def discover_videos(
     files and folders are ignored. The source name is chosen by `source_of` and then renamed
     through `source_rename` (e.g. ``{youtube: real}``, since labels come from the source
     name). `include` keeps only inputs whose relative path matches one of its shell patterns
-    (`fnmatch`, ``*`` also crosses folders: ``*/c23/*`` picks FF++'s c23 videos). Two inputs
-    that would write to the same ``<source>/<video>`` are an error.
+    (`fnmatch`, ``*`` also crosses folders: ``*/c23/*`` picks FF++'s c23 videos). The video
+    folder is named by `video_name_of` (``stem`` or ``below_source``). Two inputs that would
+    write to the same ``<source>/<video>`` are an error.
     """
+    if video_name not in VIDEO_NAMES:
+        raise ValueError(f"video_name={video_name!r} is not one of {list(VIDEO_NAMES)}")
     video_exts = {e.lower() for e in video_extensions}
     image_exts = {e.lower() for e in image_extensions}
     rename = dict(source_rename or {})
@@ -81,10 +111,9 @@ def discover_videos(
                     "above the image folders (one folder of images = one video)"
                 )
             source = source_of(folders[:-1], source_part, str(root_path))
+            video = video_name_of(folders[:-1], source_part, root_path.name, video_name)
             jobs.append(
-                VideoJob(
-                    str(root_path), rel_root.as_posix(), rename.get(source, source), root_path.name
-                )
+                VideoJob(str(root_path), rel_root.as_posix(), rename.get(source, source), video)
             )
         for name in visible:
             if Path(name).suffix.lower() in video_exts:
@@ -94,7 +123,7 @@ def discover_videos(
                         str(root_path / name),
                         (rel_root / name).as_posix(),
                         rename.get(source, source),
-                        Path(name).stem,
+                        video_name_of(folders, source_part, Path(name).stem, video_name),
                     )
                 )
     if include:

@@ -217,6 +217,7 @@ def run_preprocessing(cfg: DictConfig) -> dict[str, Any]:
         int(cfg.source_part),
         OmegaConf.to_container(cfg.source_rename) if cfg.source_rename is not None else None,
         _as_list(cfg.include),
+        str(cfg.video_name),
     )
     if not jobs:
         raise FileNotFoundError(

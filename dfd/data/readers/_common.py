@@ -399,6 +399,14 @@ COMMON_ARGS = (
         default=None,
         annotation="str | os.PathLike | None",
     ),
+    # the dfd.preprocess command(s) that make the dataset's crops, printed by `python -m
+    # dfd.datasets` for a missing dataset: documentation, not an input, so not in the cache key
+    inspect.Parameter(
+        "preprocess",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation="str | Sequence[str] | None",
+    ),
 )
 
 
@@ -417,13 +425,14 @@ def reader(kind: str) -> Callable[[Callable[..., Plan]], Callable[..., FrameInde
 
     The decorated function takes the reader's own arguments (at least `name`) and returns a
     `Plan`. The reader it becomes also takes ``on_error`` (``raise``/``skip``), ``verify``
-    (``none``/``decode``: decode every frame once when the index is built) and
-    ``cache_dir``, and before calling the function binds its arguments to the signature,
-    turns Hydra containers into plain ones and every path-typed argument (annotated
-    ``os.PathLike``) into an absolute path. The cache key is exactly those bound arguments
-    (all but `cache_dir`) plus the plan's input files: an argument added to a reader is in
-    its key without anyone writing it there, so a changed argument can never serve a stale
-    index.
+    (``none``/``decode``: decode every frame once when the index is built), ``cache_dir``
+    and ``preprocess`` (the command(s) that make the crops, which ``python -m dfd.datasets``
+    prints for a missing dataset; it changes nothing that is read). Before calling the
+    function it binds its arguments to the signature, turns Hydra containers into plain ones
+    and every path-typed argument (annotated ``os.PathLike``) into an absolute path. The
+    cache key is exactly those bound arguments (all but `cache_dir` and `preprocess`) plus
+    the plan's input files: an argument added to a reader is in its key without anyone
+    writing it there, so a changed argument can never serve a stale index.
     """
 
     def decorate(fn: Callable[..., Plan]) -> Callable[..., FrameIndex]:
@@ -455,6 +464,7 @@ def reader(kind: str) -> Callable[[Callable[..., Plan]], Callable[..., FrameInde
                     f"or none"
                 )
             cache_dir = values.pop("cache_dir")
+            values.pop("preprocess")
             plan = fn(**{k: v for k, v in values.items() if k in own.parameters})
 
             def build(scanner: DirScanner) -> FrameIndex:
@@ -521,3 +531,13 @@ def is_real_name(name: str, real_sources: Sequence[str] | None) -> bool:
     if real_sources is not None:
         return name in real_sources
     return "real" in name.lower()
+
+
+def below_source_video(parts: Sequence[str]) -> str:
+    """The crop folder name ``dfd.preprocess video_name=below_source`` gives a video.
+
+    `parts` are the folders between its source folder and the video, then the stem; they are
+    joined by ``__`` exactly as `dfd.preprocess.inputs.below_source_name` joins them (a test
+    runs both on the same release layout).
+    """
+    return "__".join(parts)

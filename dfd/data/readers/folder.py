@@ -2,7 +2,10 @@
 
 A source folder is real when its name is in `real_sources` or, by default, when it
 contains "real" in any case (``real``, ``Celeb-real``, ``YouTube-real``, ``DFD_real``);
-every other source folder is fake.
+every other source folder is fake, or, when `fake_sources` names the fake ones, a folder in
+neither list is an error (its label cannot be derived). The datasets whose release is two
+labelled folder sets (UADFV, KoDF, PolyGlotFake, DeepSpeak once laid out, WildDeepfake) are
+this reader plus a ``conf/dataset`` file naming their folders.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def read_folder(
     name: str = "folder",
     split: str | Sequence[str] | None = "test",
     real_sources: Sequence[str] | None = None,
+    fake_sources: Sequence[str] | None = None,
 ) -> Plan:
     """Every video under `root`, labelled by its source folder and assigned to the one split `split` names.
 
@@ -44,12 +48,29 @@ def read_folder(
             f"Fix: set split to one of {list(STANDARD_SPLITS)}"
         )
 
+    fakes = None if fake_sources is None else list(fake_sources)
+    both = sorted(set(fakes or ()) & set(real_sources or ()))
+    if both:
+        raise DataError(
+            f"dataset {name!r}: folder(s) {both} are in both real_sources and fake_sources. "
+            f"Fix: name each folder in one of them"
+        )
+
     def build(reading: Reading) -> FrameIndex:
         require_dir(name, root, "frame root", "root")
-        sources = {
-            s: (s, REAL if is_real_name(s, real_sources) else FAKE, splits[0])
-            for s in reading.scanner.subdirs(root) or []
-        }
+        sources = {}
+        for s in reading.scanner.subdirs(root) or []:
+            real = is_real_name(s, real_sources)
+            if fakes is not None and not real and s not in fakes:
+                reading.problems(
+                    "unknown_source",
+                    f"folder {root}/{s}",
+                    f"is in neither real_sources {list(real_sources or ['*real*'])} nor "
+                    f"fake_sources {fakes}, so its label cannot be derived",
+                    "move it out of root, or add it to real_sources or fake_sources",
+                )
+                continue
+            sources[s] = (s, REAL if real else FAKE, splits[0])
         reading.labelled_sources(root, sources)
         reading.link_ff_sources()
         return reading.index(root)
