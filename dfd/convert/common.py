@@ -59,7 +59,7 @@ def load_torch_file(path: Path, expected: str = "a torch checkpoint") -> Any:
     the checkpoint the caller wants, for the messages."""
     path = Path(path).expanduser()
     if path.is_dir():
-        raise ConversionError(f"{path} is a folder, not {expected}")
+        raise ConversionError(f"{path} is not {expected}: it is a folder")
     if not path.is_file():
         raise ConversionError(f"input={path} does not exist: pass {expected}")
     try:
