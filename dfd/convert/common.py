@@ -114,12 +114,13 @@ def fill_model_state(
             missing.append(plain)
             continue
         tensor = state[plain].detach().to("cpu", torch.float32).contiguous()
+        shared = plain in used
+        used.add(plain)
         if tuple(tensor.shape) != tuple(shape):
             wrong.append(f"{plain}: {tuple(tensor.shape)} in the file, {tuple(shape)} in dfd")
             continue
         # peft's frozen and tuned LayerNorm copies: two tensors in the file, not one shared
-        out[key] = tensor.clone() if plain in used else tensor
-        used.add(plain)
+        out[key] = tensor.clone() if shared else tensor
     unused = sorted(set(state) - used)
     if missing or unused or wrong:
         raise ConversionError(
