@@ -186,7 +186,7 @@ def comparison_table(
     grid = robustness_grid(runs) if robustness else []
     if robustness and not grid:
         raise ValueError(
-            "robustness=true: the selected runs logged no robust/<perturbation>/<severity>/... "
+            "robustness_grid=true: the selected runs logged no robust/<perturbation>/<severity>/... "
             "metric; evaluate them with `python -m dfd.evaluate ... robustness=deepfakebench`"
         )
     columns += [f"{p} {s}" for p, s in grid]
@@ -236,7 +236,7 @@ def write_report(cfg: DictConfig) -> tuple[Table, list[Path]]:
     select = OmegaConf.to_container(cfg.select, resolve=True)
     runs = select_runs(MlflowClient(str(cfg.tracking.uri)), Selection(**select))
     table = comparison_table(
-        runs, list(cfg.metrics), bool(cfg.group_seeds), bool(cfg.get("robustness", False))
+        runs, list(cfg.metrics), bool(cfg.group_seeds), bool(cfg.get("robustness_grid", False))
     )
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
