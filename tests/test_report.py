@@ -151,7 +151,9 @@ def test_robustness_columns_hold_each_severitys_auc_averaged_over_targets(tmp_pa
             for severity, drop in (("0", 0.0), ("1", 0.1), ("2", 0.2)):
                 key = f"robust/jpeg/{severity}/{target}/video_auc"
                 client.log_metric(run_id, key, auc + shift - drop)
-    cfg = report_cfg(uri, tmp_path, ["select.experiments=[peers]", "robustness_grid=true", "plot=null"])
+    cfg = report_cfg(
+        uri, tmp_path, ["select.experiments=[peers]", "robustness_grid=true", "plot=null"]
+    )
     table, _ = write_report(cfg)
     assert table.columns[-2:] == ["jpeg 1", "jpeg 2"]  # severity 0 is the clean column
     mean_shift = sum(TARGETS.values()) / len(TARGETS)
