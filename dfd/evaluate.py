@@ -62,7 +62,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
             "precision": precision,
             "eval": {"aggregate": aggregate},
             "trained": train_cfg,
-            "data": data_cfg,
+            # resolved here: `data=<option>` interpolates this command's paths, which the
+            # run's own config (logged as params) does not carry
+            "data": OmegaConf.to_container(data_cfg, resolve=True),
         }
     )
     run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
