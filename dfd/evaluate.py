@@ -19,7 +19,7 @@ from dfd.data.splits import load_targets
 from dfd.data.store import FrameStoreError, StoreOptions
 from dfd.engine.accelerator import finish, make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState, watched
-from dfd.engine.restore import load_detector
+from dfd.engine.restore import checkpoint_label, load_detector, provenance_tags
 from dfd.engine.task import DetectionTask
 from dfd.report.results import (
     results_summary,
@@ -62,17 +62,22 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
             "precision": precision,
             "eval": {"aggregate": aggregate},
             "trained": train_cfg,
-            "data": data_cfg,
+            # resolved here: `data=<option>` interpolates this command's paths, which the
+            # run's own config (logged as params) does not carry
+            "data": OmegaConf.to_container(data_cfg, resolve=True),
         }
     )
     run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
     tracker = instantiate(cfg.tracking)
     if tracker.run_name is None:
-        # the trained run's folder (<date>/<time>) tells evaluations of different checkpoints apart
-        tracker.run_name = f"evaluate · {'/'.join(folder.resolve().parts[-3:-1])}"
+        # a released detector's name, or what the trained run changed and its folder
+        # (<date>/<time>): evaluations of different checkpoints are told apart in reports
+        tracker.run_name = f"evaluate · {checkpoint_label(folder)}"
     cbs = CallbackList([MLflowCallback(tracker)])
     with watched(cbs, run):
         cbs.on_fit_start(run)
+        if tracker.enabled:  # a converted detector's source file, hash and preprocessing
+            tracker.set_tags({"dfd.checkpoint": str(folder.resolve()), **provenance_tags(folder)})
         # scoring needs no DDP wrapper (no gradients to reduce): the model only moves to the
         # device, and no DDP Reducer outlives the process group at the end
         task = DetectionTask(model, objective=None).to(accelerator.device)

@@ -155,6 +155,27 @@ TINY = {
         "image_size": 28,
     },
     "convnext": {"hidden_sizes": [8, 16, 24, 32], "depths": [1, 1, 1, 1], "image_size": 64},
+    "dinov2_with_registers": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 28,
+    },
+    "dinov3_vit": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 32,
+    },
+    "timm_vit": {  # Perception Encoder (and timm's plain ViT) in timm's layout
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "patch_size": 16,
+        "image_size": 32,
+        "attn_pool_num_heads": 2,
+    },
 }
 
 
@@ -168,7 +189,9 @@ def test_every_backbone_option_builds_tiny_and_runs_forward(name):
     assert arch.model_type in TINY, (
         f"conf/backbone/{name}.yaml: add tiny dims for {arch.model_type}"
     )
-    tiny = TINY[arch.model_type]
+    # the family's tiny dims that this option's architecture has (timm_vit's pooling head
+    # sizes only where it pools with attention)
+    tiny = {k: v for k, v in TINY[arch.model_type].items() if k in arch}
     overrides = [f"backbone={name}", "backbone.pretrained=false", "peft=ln", "head=linear_norm"]
     overrides += [f"backbone.architecture.{k}={_override(v)}" for k, v in tiny.items()]
     torch.manual_seed(0)
@@ -184,3 +207,99 @@ def test_every_backbone_option_builds_tiny_and_runs_forward(name):
     out = objective(detector(x), torch.tensor([0, 1]), detector.head)
     out["loss"].backward()
     assert torch.isfinite(out["loss"])
+
+
+# ------------------------------------------- LN-tuning and LoRA counts on the real architectures
+
+# (backbone, LayerNorm parameters LN-tuning trains, LoRA r=1 parameters on the attention output,
+# backbone parameters). LN: 2 x width per LayerNorm; PE counts attn_pool.norm as GenD's substring
+# rule does (norm_pre + 2 per block + norm + attn_pool.norm); DINOv3 2 per block + norm.
+REAL_COUNTS = [
+    ("pe_core_l14_336", 51 * 2 * 1024, 24 * 2 * 1024, 316_102_656),
+    ("pe_core_b16_224", 27 * 2 * 768, 12 * 2 * 768, 92_886_528),
+    ("dinov3_vitl16", 49 * 2 * 1024, 24 * 2 * 1024, 303_129_600),
+    ("dinov3_vitb16", 25 * 2 * 768, 12 * 2 * 768, 85_660_416),
+    ("dinov2_reg_vitl14", 49 * 2 * 1024, 24 * 2 * 1024, 304_372_736),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "ln", "lora", "total"), REAL_COUNTS, ids=[r[0] for r in REAL_COUNTS]
+)
+def test_ln_tuning_and_lora_counts_on_the_real_architecture(name, ln, lora, total):
+    from dfd.models.adapters import count_parameters
+
+    head = 2 * 1024 + 2 if "l1" in name else 2 * 768 + 2
+    for peft, expected in (("ln", ln), ("lora", lora)):
+        cfg = compose_train(
+            [
+                f"backbone={name}",
+                "backbone.pretrained=false",
+                f"peft={peft}",
+                "head=linear",
+                "loss=ce",
+            ]
+        )
+        # the meta device builds the exact architecture without allocating its weights
+        with torch.device("meta"):
+            detector, _ = build_detector(cfg)
+        trainable, n_total = count_parameters(detector)
+        assert trainable - head == expected, (name, peft)
+        assert n_total == total + head + (lora if peft == "lora" else 0), (name, peft)
+
+
+def _tiny_pe_overrides(folder) -> list[str]:
+    dims = {k: v for k, v in TINY["timm_vit"].items()}
+    return [
+        "backbone=pe_core_b16_224",
+        f"backbone.name_or_path={folder}",
+        "backbone.pretrained=true",
+        *[f"backbone.architecture.{k}={v}" for k, v in dims.items()],
+    ]
+
+
+def test_timm_layout_backbone_loads_a_timm_folder(tmp_path):
+    """A timm hub folder (config.json with pretrained_cfg + model.safetensors in timm's key
+    names, the projection `head` included) loads key for key; the input geometry is timm's eval
+    transform (shortest edge size / crop_pct, centre crop); a folder of another timm model is
+    refused by name."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from dfd.models.timm_vit import TimmLayoutViT, TimmViTConfig
+
+    arch = OmegaConf.to_container(
+        OmegaConf.load(CONF_DIR / "backbone" / "pe_core_b16_224.yaml").architecture
+    )
+    arch.pop("model_type")
+    arch.update(TINY["timm_vit"])
+    torch.manual_seed(3)
+    reference = TimmLayoutViT(TimmViTConfig(**arch)).eval()
+    state = {k: v.contiguous() for k, v in reference.state_dict().items()}
+    state["head.weight"] = torch.randn(32, 32)  # PE's CLIP projection: not part of the feature
+    folder = tmp_path / "pe"
+    folder.mkdir()
+    save_file(state, str(folder / "model.safetensors"))
+    pretrained_cfg = {
+        "input_size": [3, 32, 32],
+        "crop_pct": 0.875,
+        "interpolation": "bilinear",
+        "mean": [0.1, 0.2, 0.3],
+        "std": [0.4, 0.5, 0.6],
+    }
+    config = {"architecture": "vit_pe_core_base_patch16_224", "pretrained_cfg": pretrained_cfg}
+    (folder / "config.json").write_text(json.dumps(config))
+    detector, _ = build_detector(compose_train(_tiny_pe_overrides(folder)))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            detector.backbone.eval()(x), reference(x).pooler_output, rtol=0, atol=0
+        )
+    spec = detector.backbone.input_spec
+    assert spec.size == (32, 32) and spec.resample == 2
+    assert spec.mean == pytest.approx((0.1, 0.2, 0.3))
+    config["architecture"] = "vit_pe_core_large_patch14_336"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Exception, match="vit_pe_core_large_patch14_336"):
+        build_detector(compose_train(_tiny_pe_overrides(folder)))

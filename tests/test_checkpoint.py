@@ -39,6 +39,19 @@ def test_canonical_keys_are_the_same_for_transformers_4_and_5_layouts():
     )
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "backbone.model.model.layer.0.norm1.weight",  # DINOv3ViTModel's own `model.layer`
+        "backbone.model.base_model.model.model.layer.0.norm1.ln_tuning_layers.default.weight",
+    ],
+)
+def test_canonical_keys_of_dinov3_keep_its_own_model_and_are_idempotent(name):
+    once = canonical_key(name)
+    assert once.startswith("backbone.model.layer.0.norm1.")
+    assert canonical_key(once) == once
+
+
 @pytest.fixture(scope="module")
 def ln_model():
     cfg = compose_train(["backbone.pretrained=false"])

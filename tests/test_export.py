@@ -92,7 +92,7 @@ def test_torchscript_export_matches_pytorch_with_metadata(tmp_path, checkpoint):
     assert json.loads(json.loads(files["dfd.json"])["dfd.labels"]) == {"0": "real", "1": "fake"}
 
 
-@pytest.mark.parametrize("peft", ["ln", "lora"])
+@pytest.mark.parametrize("peft", ["ln", "lora", "effort"])
 def test_merging_gives_the_unmerged_outputs_and_leaves_no_peft_module(peft):
     cfg = compose_train([f"peft={peft}", "backbone.pretrained=false"])
     torch.manual_seed(0)
@@ -108,6 +108,7 @@ def test_merging_gives_the_unmerged_outputs_and_leaves_no_peft_module(peft):
         merged = ExportedDetector(merge_adapters(detector)).eval()
         logits, _ = merged(x)
     assert not [m for m in merged.modules() if type(m).__module__.startswith("peft")]
+    assert not [m for m in merged.modules() if type(m).__module__ == "dfd.models.effort"]
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
 
 

@@ -136,3 +136,29 @@ def test_the_entry_point_prints_the_table(store, tmp_path):
     ).stdout
     assert "| run | mouth | eyes | swap | mean |" in out and "| lora |" in out
     assert (tmp_path / "report.png").is_file()
+
+
+def test_robustness_columns_hold_each_severitys_auc_averaged_over_targets(tmp_path):
+    uri = fresh_mlflow_uri(tmp_path / "store")
+    client = MlflowClient(uri)
+    exp = client.create_experiment("peers")
+    for name, auc in [
+        ("evaluate · GenD pe_core_l14_336 (released)", 0.9),
+        ("evaluate · ln (dfd)", 0.8),
+    ]:
+        run_id = log_run(client, exp, name, {}, auc)
+        for target, shift in TARGETS.items():
+            for severity, drop in (("0", 0.0), ("1", 0.1), ("2", 0.2)):
+                key = f"robust/jpeg/{severity}/{target}/video_auc"
+                client.log_metric(run_id, key, auc + shift - drop)
+    cfg = report_cfg(
+        uri, tmp_path, ["select.experiments=[peers]", "robustness_grid=true", "plot=null"]
+    )
+    table, _ = write_report(cfg)
+    assert table.columns[-2:] == ["jpeg 1", "jpeg 2"]  # severity 0 is the clean column
+    mean_shift = sum(TARGETS.values()) / len(TARGETS)
+    row = dict(zip(table.columns, table.rows[0][1], strict=True))
+    assert row["jpeg 2"] == pytest.approx(0.9 + mean_shift - 0.2)
+    clean_only = client.get_run(log_run(client, exp, "clean only", {}, 0.5))
+    with pytest.raises(ValueError, match="robustness=deepfakebench"):
+        comparison_table([clean_only], robustness=True)

@@ -1,7 +1,8 @@
-"""Entry point: `python -m dfd.convert input=<model.ckpt> output=<folder>`.
+"""Entry point: `python -m dfd.convert input=<file or folder> output=<folder> [format=...]`.
 
-Turns the authors' released Lightning checkpoint into a dfd checkpoint folder that
-`dfd.evaluate` loads; the work is in `dfd.convert.lightning`.
+Turns a released detector (the authors' Lightning checkpoint, GenD's Hub folders, Effort's
+and FSFM's checkpoints) into a dfd checkpoint folder that `dfd.evaluate` loads; the format
+is detected from the input unless named (`dfd.convert.formats`).
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from dfd.convert.lightning import ConversionError, convert
+from dfd.convert.formats import convert_input
+from dfd.convert.lightning import ConversionError
 from dfd.runtime.config import CONF_DIR  # (importing dfd.runtime.config registers the resolvers)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="convert")
 def main(cfg: DictConfig) -> None:
     try:
-        convert(Path(cfg.input), Path(cfg.output), list(cfg.overrides))
+        convert_input(Path(cfg.input), Path(cfg.output), list(cfg.overrides), cfg.format)
     except ConversionError as err:
         print(f"dfd.convert: {err}", file=sys.stderr)
         sys.exit(2)

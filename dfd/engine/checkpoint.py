@@ -40,8 +40,13 @@ WEIGHTS, CONFIG, RESOLVED, RUN, META = (
     "meta.json",
 )
 
-# wrappers between the Detector's `backbone` and the vision tower's own modules
-_WRAPPERS = re.compile(r"^(backbone\.)(?:model\.)?(?:base_model\.model\.)?(?:vision_model\.)?")
+# wrappers between the Detector's `backbone` and the vision tower's own modules. The
+# VisionBackbone's `model.` is kept where the tower's own first module is `model.layer`
+# (transformers 5's DINOv3ViTModel): `backbone.model.layer.0...` is already canonical, and
+# stripping it again would make the form depend on how often it was applied.
+_WRAPPERS = re.compile(
+    r"^(backbone\.)(?:model\.(?!layer\.))?(?:base_model\.model\.)?(?:vision_model\.)?"
+)
 
 
 class CheckpointError(ValueError):

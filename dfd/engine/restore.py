@@ -41,6 +41,42 @@ def load_detector(
     return model.eval(), cfg
 
 
+# meta.json keys a converted checkpoint (dfd.convert) carries, as MLflow tags of its evaluations
+PROVENANCE_TAGS = {
+    "peer": "dfd.checkpoint.peer",
+    "format": "dfd.checkpoint.format",
+    "source": "dfd.checkpoint.source",
+    "sha256": "dfd.checkpoint.source_sha256",
+    "preprocessing": "dfd.checkpoint.peer_preprocessing",
+    "labels": "dfd.checkpoint.labels",
+}
+
+
+def checkpoint_label(folder: Path) -> str:
+    """A checkpoint's row name in reports: a converted detector's name (meta.json ``detector``,
+    e.g. ``GenD pe_core_l14_336 (released)``), else what its training run changed
+    (run.json's overrides, as run names are made) and its run folder."""
+    from dfd.runtime.run_info import run_name
+
+    folder = Path(folder)
+    meta = _read_json(folder / META)
+    if meta.get("detector"):
+        return str(meta["detector"])
+    overrides = _read_json(folder / "run.json").get("overrides") or []
+    run = "/".join(folder.resolve().parts[-3:-1])
+    return f"{run_name(overrides)} (dfd, {run})"
+
+
+def provenance_tags(folder: Path) -> dict[str, str]:
+    """MLflow tags naming where a converted checkpoint came from (empty for dfd's own)."""
+    meta = _read_json(Path(folder) / META)
+    return {tag: str(meta[key])[:5000] for key, tag in PROVENANCE_TAGS.items() if key in meta}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def checkpoint_identity(folder: Path, train_cfg: DictConfig) -> dict[str, Any]:
     """What names a checkpoint in predictions and exported models: its folder, the SHA-256 of
     its tensors, the method it was trained with and the epoch it was selected at."""

@@ -55,14 +55,18 @@ def merge_adapters(detector: Detector) -> Detector:
     """Fold the backbone's peft adapter into its weights and drop every peft module.
 
     LN-tuning's merge swaps the tuned LayerNorm copies in for the frozen originals; LoRA's
-    adds B @ A * scale to each targeted weight. A model that is no peft model (full
-    fine-tuning, linear probe) is returned unchanged.
+    adds B @ A * scale to each targeted weight; Effort's SVD residual layers become plain
+    linears with W = W_main + U S V. A model with no adapter (full fine-tuning, linear
+    probe) is returned unchanged.
     """
     from peft import PeftModel
+
+    from dfd.models.effort import merge_svd_residuals
 
     model = detector.backbone.model
     if isinstance(model, PeftModel):
         detector.backbone.model = model.merge_and_unload()
+    merge_svd_residuals(detector.backbone)
     left = sorted(
         {type(m).__module__ for m in detector.modules() if type(m).__module__.startswith("peft")}
     )

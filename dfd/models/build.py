@@ -25,4 +25,7 @@ def build_detector(cfg: DictConfig) -> tuple[Detector, object]:
     backbone = instantiate(cfg.backbone)
     backbone.model = instantiate(cfg.peft).apply(backbone.model)
     head = head_factory(in_features=backbone.feature_dim)
-    return Detector(backbone, head), objective
+    detector = Detector(backbone, head)
+    if hasattr(objective, "bind"):  # a loss with terms on the backbone's own layers (Effort's)
+        objective.bind(detector)
+    return detector, objective

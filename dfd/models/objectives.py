@@ -131,6 +131,49 @@ class HypersphereObjective:
         return {"loss": loss, "logits": logits, "terms": terms}
 
 
+class EffortObjective(CrossEntropyObjective):
+    """Cross-entropy plus Effort's two optional regularizers of its SVD residual layers.
+
+    L = CE + w_orthogonal * mean_l orthogonality_l + w_keep_sv * mean_l singular_value_l over
+    the `peft=effort` layers l (Effort's commented-out ``get_losses``: ``loss += lambda_reg *
+    reg_term / num_reg`` with lambda_reg = 1 for both terms). Both weights default to 0, as
+    the released code trains: then this is ``loss=ce``. `bind` hands it the detector's layers.
+    """
+
+    def __init__(
+        self, label_smoothing: float = 0.0, w_orthogonal: float = 0.0, w_keep_sv: float = 0.0
+    ) -> None:
+        super().__init__(label_smoothing)
+        self.w_orthogonal, self.w_keep_sv = w_orthogonal, w_keep_sv
+        self.layers: list = []
+
+    def bind(self, detector: nn.Module) -> None:
+        """Find the SVD residual layers the regularizers act on; fail when a weight is set and
+        there are none (the backbone was not built with peft=effort)."""
+        from dfd.models.effort import svd_residual_layers
+
+        self.layers = svd_residual_layers(detector)
+        if (self.w_orthogonal or self.w_keep_sv) and not self.layers:
+            raise ValueError(
+                f"loss.w_orthogonal={self.w_orthogonal}, loss.w_keep_sv={self.w_keep_sv}: these "
+                f"terms act on Effort's SVD residual layers; set peft=effort (or both weights to 0)"
+            )
+
+    def __call__(self, features: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> dict:
+        from dfd.models.effort import orthogonality_loss, singular_value_loss
+
+        out = super().__call__(features, labels, head)
+        for weight, term, name in (
+            (self.w_orthogonal, orthogonality_loss, "orthogonality"),
+            (self.w_keep_sv, singular_value_loss, "singular_values"),
+        ):
+            if weight:
+                value = torch.stack([term(layer) for layer in self.layers]).mean()
+                out["loss"] = out["loss"] + weight * value
+                out["terms"][name] = value.detach()
+        return out
+
+
 class ArcFaceObjective(CrossEntropyObjective):
     """Additive angular margin loss (Deng et al. 2019): CE on the ArcFace head's margin logits.
 
@@ -172,6 +215,7 @@ def check_head(objective: object, head: nn.Module) -> None:
 __all__ = [
     "ArcFaceObjective",
     "CrossEntropyObjective",
+    "EffortObjective",
     "HypersphereObjective",
     "alignment_loss",
     "check_head",

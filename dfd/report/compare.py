@@ -23,6 +23,8 @@ from dfd.report.tables import Stat, Table, to_csv, to_latex, to_markdown
 from dfd.runtime.run_info import SEPARATOR, run_name
 
 _TARGET_METRIC = re.compile(r"^test/(?P<target>[^/]+)/(?P<metric>[^/]+)$")
+# dfd.scoring.robustness: robust/<perturbation>/<severity>/<target>/video_auc
+_ROBUST_METRIC = re.compile(r"^robust/(?P<p>[^/]+)/(?P<s>[^/]+)/(?P<target>[^/]+)/video_auc$")
 _SEED = re.compile(r"^\+*seed=\S+$")
 
 
@@ -123,11 +125,47 @@ def configuration(run: Run) -> tuple[str, str]:
     return base, base
 
 
+def robustness_grid(runs: Sequence[Run]) -> list[tuple[str, str]]:
+    """The (perturbation, severity) pairs the runs were scored under, severity 0 (clean) left
+    out, in first-seen order of perturbation and numeric order of severity."""
+    found: dict[str, set[str]] = {}
+    for run in runs:
+        for key in run.data.metrics:
+            m = _ROBUST_METRIC.match(key)
+            if m and m["s"] != "0":
+                found.setdefault(m["p"], set()).add(m["s"])
+    return [
+        (p, s) for p, severities in found.items() for s in sorted(severities, key=_severity_key)
+    ]
+
+
+def _severity_key(severity: str) -> tuple[float, str]:
+    try:
+        return float(severity), severity
+    except ValueError:
+        return math.inf, severity
+
+
+def robust_auc(run: Run, perturbation: str, severity: str) -> float:
+    """Video AUC under one perturbation and severity, averaged over the run's targets."""
+    prefix = f"robust/{perturbation}/{severity}/"
+    values = [
+        v for k, v in run.data.metrics.items() if k.startswith(prefix) and k.endswith("/video_auc")
+    ]
+    return sum(values) / len(values) if values else math.nan
+
+
 def comparison_table(
-    runs: Sequence[Run], metrics: Sequence[str] = ("video_auc",), group_seeds: bool = False
+    runs: Sequence[Run],
+    metrics: Sequence[str] = ("video_auc",),
+    group_seeds: bool = False,
+    robustness: bool = False,
 ) -> Table:
     """The paper's table: rows = runs (or configurations, mean ± std over their runs), columns
-    = each target's `metrics` and their mean over targets, plus `runs` when grouped.
+    = each target's `metrics` and their mean over targets, plus `runs` when grouped. With
+    `robustness`, one more column per perturbation and severity the runs were scored under
+    (``dfd.evaluate robustness=...``): video AUC averaged over targets, named
+    ``<perturbation> <severity>``.
 
     With one metric the columns are the target names and `mean`; with several,
     `<target> <metric>` and `mean <metric>`. The mean is the run's own mean over its targets
@@ -145,6 +183,13 @@ def comparison_table(
     for m in metrics:
         columns += [t if single else f"{t} {m}" for t in targets[m]]
         columns.append("mean" if single else f"mean {m}")
+    grid = robustness_grid(runs) if robustness else []
+    if robustness and not grid:
+        raise ValueError(
+            "robustness_grid=true: the selected runs logged no robust/<perturbation>/<severity>/... "
+            "metric; evaluate them with `python -m dfd.evaluate ... robustness=deepfakebench`"
+        )
+    columns += [f"{p} {s}" for p, s in grid]
     groups: dict[str, tuple[str, list[Run]]] = {}
     for run in runs:
         key, label = configuration(run) if group_seeds else (run.info.run_id, run_label(run))
@@ -161,6 +206,9 @@ def comparison_table(
                 cells.append(Stat.of(values) if group_seeds else values[0])
             means = [_run_mean(r, m, targets[m]) for r in members]
             cells.append(Stat.of(means) if group_seeds else means[0])
+        for p, sev in grid:
+            values = [robust_auc(r, p, sev) for r in members]
+            cells.append(Stat.of(values) if group_seeds else values[0])
         # two runs of one name stay two rows, told apart by a number
         seen[label] = seen.get(label, 0) + 1
         table.add(label if seen[label] == 1 else f"{label} ({seen[label]})", cells)
@@ -187,7 +235,9 @@ def write_report(cfg: DictConfig) -> tuple[Table, list[Path]]:
         raise ValueError(f"formats: {unknown} unknown; choose from {list(FORMATS)}")
     select = OmegaConf.to_container(cfg.select, resolve=True)
     runs = select_runs(MlflowClient(str(cfg.tracking.uri)), Selection(**select))
-    table = comparison_table(runs, list(cfg.metrics), bool(cfg.group_seeds))
+    table = comparison_table(
+        runs, list(cfg.metrics), bool(cfg.group_seeds), bool(cfg.get("robustness_grid", False))
+    )
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -201,7 +251,9 @@ def write_report(cfg: DictConfig) -> tuple[Table, list[Path]]:
         path.write_text(text if text.endswith("\n") else text + "\n")
         written.append(path)
     if cfg.plot:
-        columns = [c for c in table.columns if c != "runs"]
+        # the plot shows the targets; the robustness columns stay in the table
+        grid = {f"{p} {s}" for p, s in robustness_grid(runs)}
+        columns = [c for c in table.columns if c != "runs" and c not in grid]
         written.append(
             plot_table(
                 table,
