@@ -229,20 +229,25 @@ def _prepare_output(output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
 
 
-def export_hf(cfg: DictConfig) -> dict[str, Any]:
-    """Export ``cfg.checkpoint`` as a Hugging Face folder at ``cfg.output``; return the checks."""
-    folder = Path(cfg.checkpoint).expanduser()
-    output = Path(cfg.output).expanduser()
-    check = config_flag(cfg, "check")
-    reference, train_cfg = load_detector(folder, cfg.paths.output_dir)
-    merged, _ = load_detector(folder, cfg.paths.output_dir)  # merging changes modules in place
+def write_hf_folder(
+    folder: Path,
+    output: Path,
+    output_dir: Path | str | None = None,
+    card: dict[str, Any] | None = None,
+) -> tuple[nn.Module, str, bool]:
+    """Write checkpoint `folder` as a Hugging Face folder at `output` (model, modeling file,
+    processor, model card with the ``card`` options). Returns the checkpoint's own detector
+    (unmerged: the reference to check against), the encoder's model_type, and whether the
+    card has test results."""
+    reference, train_cfg = load_detector(folder, output_dir)
+    merged, _ = load_detector(folder, output_dir)  # merging changes modules in place
     merge_adapters(merged)
     backbone = str(train_cfg.backbone.get("name", ""))
     model_type = check_exportable(merged.backbone.model, backbone)
     spec = reference.backbone.input_spec
-    card_cfg = dict(cfg.get("card") or {})
+    card = dict(card or {})
     protocol = protocol_of(folder, train_cfg)
-    results = read_results(folder, card_cfg.get("metrics"), protocol["selection"].get("epoch"))
+    results = read_results(folder, card.get("metrics"), protocol["selection"].get("epoch"))
     record = {
         "version": __version__,
         "checkpoint": checkpoint_identity(folder, train_cfg),
@@ -266,10 +271,20 @@ def export_hf(cfg: DictConfig) -> dict[str, Any]:
     model.save_pretrained(str(output))
     shutil.copyfile(modeling_source(), output / MODELING_FILE)
     write_processor(encoder_processor(train_cfg.backbone, model_type), spec, output)
-    card = {**card_cfg, "folder_name": output.name}
+    card["folder_name"] = output.name
     (output / "README.md").write_text(render_card(protocol, results, record, card))
+    return reference, model_type, bool(results)
 
-    result: dict[str, Any] = {"output": str(output), "format": "hf", "results": bool(results)}
+
+def export_hf(cfg: DictConfig) -> dict[str, Any]:
+    """Export ``cfg.checkpoint`` as a Hugging Face folder at ``cfg.output``; return the checks."""
+    folder = Path(cfg.checkpoint).expanduser()
+    output = Path(cfg.output).expanduser()
+    check = config_flag(cfg, "check")
+    card = dict(cfg.get("card") or {})
+    reference, model_type, results = write_hf_folder(folder, output, cfg.paths.output_dir, card)
+    spec = reference.backbone.input_spec
+    result: dict[str, Any] = {"output": str(output), "format": "hf", "results": results}
     if check:
         result["processor_max_abs_diff"] = check_processor(output, spec, 1e-6)
         diff = check_model(output, reference, spec, int(cfg.check_batch))
