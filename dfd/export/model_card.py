@@ -407,7 +407,7 @@ def render_card(
         "",
         "## Protocol",
         "",
-        "| | |",
+        "| protocol | as the run recorded it |",
         "|---|---|",
         rows,
         "",
