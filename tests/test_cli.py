@@ -35,6 +35,7 @@ COMMANDS = {  # module -> its config
     "preprocess": "preprocess_faces",
     "predict": "predict",
     "export": "export",
+    "app": "app",
 }
 
 
