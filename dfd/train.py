@@ -30,6 +30,7 @@ from dfd.runtime.cli import entry_point
 from dfd.runtime.run_info import command_overrides
 from dfd.scoring.targets import TargetScoring, score_targets
 from dfd.tracking.callback import MLflowCallback
+from dfd.tracking.logged_model import LoggedModelCallback
 
 
 def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
@@ -69,12 +70,15 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         params={**params, **splits.params(warn=main_process)},
     )
     # 3. what watches the run: tracking, the selected checkpoint, resume state, early stop
+    tracker = instantiate(cfg.tracking)
     cbs = CallbackList(
         [
-            MLflowCallback(instantiate(cfg.tracking)),
+            MLflowCallback(tracker),
             BestCheckpoint(out_dir / "checkpoint", overrides),
             ResumeStateWriter(out_dir, accelerator, t.resume_every_steps),
             *([EarlyStopping(t.early_stop_patience)] if t.early_stop_patience else []),
+            # the selected detector as an MLflow model, once the target metrics are logged
+            LoggedModelCallback(tracker, out_dir / "checkpoint"),
             *callbacks,
         ]
     )

@@ -71,4 +71,7 @@ def small_run_overrides(tmp: Path, cache: Path) -> list[str]:
         "data.frames_per_video.train=1",
         "data.frames_per_video.eval=1",
         "tracking.log_plots=false",
+        # logging the detector as an MLflow model takes ~2 s a run; tests/test_mlflow_model.py
+        # turns it on
+        "tracking.log_model=none",
     ]

@@ -36,6 +36,7 @@ COMMANDS = {  # module -> its config
     "predict": "predict",
     "export": "export",
     "datasets": "datasets",
+    "app": "app",
 }
 
 

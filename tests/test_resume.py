@@ -28,6 +28,7 @@ def _overrides(tmp, cache, uri):
         "data.frames_per_video.train=1",
         "data.frames_per_video.eval=1",
         "tracking.log_plots=false",
+        "tracking.log_model=none",
         # slerp draws from torch's RNG every step: resume must restore it exactly
         "loss.slerp=true",
         "augment=paper",  # augmentations: per (seed, epoch, frame) streams

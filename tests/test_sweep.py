@@ -57,6 +57,7 @@ def tiny_sweep(tmp: Path, cache: Path, store: Path, sweep: dict) -> DictConfig:
         "~data.test.eyes",  # two targets still make a mean
         "~data.test.jpeg",
         "tracking.log_plots=false",
+        "tracking.log_model=none",
         f"tracking.experiment={sweep['study_name']}",
     ]
     with open_dict(cfg):

@@ -45,6 +45,7 @@ base_overrides:
   - ~data.test.eyes
   - ~data.test.jpeg
   - tracking.log_plots=false
+  - tracking.log_model=none
   - tracking.experiment=pg_grid
 """
 

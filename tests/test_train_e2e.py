@@ -128,6 +128,7 @@ def test_command_line_runs_are_named_and_tagged_by_their_overrides(tmp_path, dem
         "trainer.max_steps=2",
         "data.frames_per_video.eval=1",
         "tracking.log_plots=false",
+        "tracking.log_model=none",
     ]
     # both at once: the suite's wall time, and two runs starting together on one store
     procs = [

@@ -1,10 +1,13 @@
 """A checkpoint folder back into a detector: rebuilt from its trusted config, its tensors
-loaded, and named (which file, which method) wherever its scores or exports go."""
+loaded, and named (which file, which method) wherever its scores or exports go; and, for
+scoring new faces, either a checkpoint folder or a `dfd.export format=hf` folder
+(`load_scoring_model`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from dfd.engine.checkpoint import (
     read_checkpoint,
     resolve_checkpoint_config,
 )
+from dfd.engine.hf_folder import hf_identity, is_hf_folder, load_hf_detector
 from dfd.models.build import build_detector
 from dfd.models.detector import Detector
 
@@ -93,3 +97,55 @@ def checkpoint_identity(folder: Path, train_cfg: DictConfig) -> dict[str, Any]:
         "head": str(train_cfg.head._target_),
         "epoch": epoch,
     }
+
+
+@dataclass
+class ScoringModel:
+    """A detector ready to score new faces, with the settings its evaluation used.
+
+    Attributes:
+        detector: in eval mode, on the CPU.
+        aggregate: how a video's frames' p(fake) become its score (``mean`` | ``median``).
+        frames_per_video: the frames a video's score uses at most (None: every one).
+        precision: the autocast its training (and evaluation) ran in (``no`` | ``bf16`` | ``fp16``).
+        identity: what names it in outputs (`checkpoint_identity`, `hf_identity`).
+        kind: ``checkpoint`` (a dfd checkpoint folder) or ``hf`` (a `dfd.export format=hf` folder).
+    """
+
+    detector: Detector
+    aggregate: str
+    frames_per_video: int | None
+    precision: str
+    identity: dict[str, Any]
+    kind: str
+
+
+def load_scoring_model(folder: Path, output_dir: Path | str | None = None) -> ScoringModel:
+    """A dfd checkpoint folder or a Hugging Face folder `dfd.export` wrote, ready to score.
+
+    Either is data, never code: a checkpoint's config goes through the trust check
+    (`dfd.engine.trusted_config`), an export folder through `dfd.engine.hf_folder`'s.
+    """
+    folder = Path(folder).expanduser()
+    if is_hf_folder(folder):
+        detector, record = load_hf_detector(folder)
+        scoring = record.get("scoring") or {}
+        limit = scoring.get("frames_per_video")
+        return ScoringModel(
+            detector,
+            str(scoring.get("aggregate") or "mean"),
+            int(limit) if limit else None,
+            str(scoring.get("precision") or "no"),
+            hf_identity(folder, record),
+            "hf",
+        )
+    detector, cfg = load_detector(folder, output_dir)
+    limit = (cfg.data.get("frames_per_video") or {}).get("eval")
+    return ScoringModel(
+        detector,
+        str(cfg.get("eval", {}).get("aggregate", "mean")),
+        int(limit) if limit else None,
+        str(cfg.trainer.get("precision", "no")),
+        checkpoint_identity(folder, cfg),
+        "checkpoint",
+    )

@@ -22,6 +22,9 @@ class BestCheckpoint(Callback):
         if not (run.improved and run.is_main_process):
             return
         meta = {"epoch": run.epoch, "steps": run.step, "monitor": run.monitor, "val": dict(metrics)}
+        # what the weights were trained and selected on (sets, counts, face pipeline of their
+        # crops): a model card or an export reads it from the checkpoint alone
+        meta["data"] = {k: v for k, v in run.params.items() if k.startswith("data/")}
         save_checkpoint(self.folder, run.best_state, run.cfg, self.overrides, meta)
 
 

@@ -1,5 +1,7 @@
 """`python -m dfd.export`: a trained detector as one file others can run without dfd
-(`dfd.export.traced`: ONNX and TorchScript)."""
+(`dfd.export.traced`: ONNX and TorchScript), as a Hugging Face model folder with a generated
+model card (`dfd.export.hf`, `dfd.export.model_card`), and as an MLflow model
+(`dfd.export.mlflow_model`, logged by `dfd.tracking.logged_model`)."""
 
 
 def __getattr__(name: str):

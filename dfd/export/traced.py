@@ -179,7 +179,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """
     fmt = str(cfg.format)
     if fmt not in FORMATS:
-        raise UserError(f"format={fmt} is not one of {', '.join(FORMATS)}")
+        raise UserError(f"format={fmt} is not one of {', '.join(FORMATS)}, hf")
     check = config_flag(cfg, "check")
     folder = Path(cfg.checkpoint).expanduser()
     output = Path(cfg.output).expanduser()

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from dfd.data.index import FrameIndex
-from dfd.engine.restore import checkpoint_identity, load_detector
+from dfd.engine.restore import load_scoring_model
 from dfd.preprocess.errors import InputItemError
 from dfd.preprocess.faces import build_face_detector
 from dfd.preprocess.pipeline import FacePipeline, FaceSettings, FrameFaces, detector_config
@@ -251,16 +251,14 @@ def run_prediction(cfg: DictConfig) -> list[Prediction]:
     device = _device(cfg.device)
     settings = FaceSettings.from_config(cfg.faces)
     inputs = find_inputs(str(cfg.input), settings)
-    folder = Path(cfg.checkpoint).expanduser()
-    model, train_cfg = load_detector(folder, cfg.paths.output_dir)
+    # a checkpoint folder or a `dfd.export format=hf` folder
+    loaded = load_scoring_model(Path(cfg.checkpoint).expanduser(), cfg.paths.output_dir)
     # what the checkpoint's evaluation used, unless set here
-    limit = cfg.frames_per_video
-    if limit is None:
-        limit = (train_cfg.data.get("frames_per_video") or {}).get("eval")
-    aggregate = cfg.eval.aggregate or train_cfg.get("eval", {}).get("aggregate", "mean")
-    precision = cfg.precision or train_cfg.trainer.get("precision", "no")
+    limit = cfg.frames_per_video if cfg.frames_per_video is not None else loaded.frames_per_video
+    aggregate = cfg.eval.aggregate or loaded.aggregate
+    precision = cfg.precision or loaded.precision
     detector = build_face_detector(detector_config(cfg.faces)) if crop else None
-    scorer = FaceScorer(model, device, int(cfg.batch_size), precision)
+    scorer = FaceScorer(loaded.detector, device, int(cfg.batch_size), precision)
     predictor = Predictor(FacePipeline(detector, settings), scorer, all_faces, limit)
 
     per_input: list[tuple[str, list[Prediction]]] = []
@@ -272,8 +270,7 @@ def run_prediction(cfg: DictConfig) -> list[Prediction]:
         if kind == "video":
             finish_video(rows, aggregate)
     rows = [r for _, rows in per_input for r in rows]
-    identity = checkpoint_identity(folder, train_cfg)
-    write_predictions(output, rows, identity)
+    write_predictions(output, rows, loaded.identity)
     _print_summary(per_input, output)
     return rows
 

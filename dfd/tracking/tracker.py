@@ -143,6 +143,7 @@ class Tracker:
         log_plots: bool = True,
         nested: bool = False,
         tags: Mapping[str, Any] | None = None,
+        log_model: str = "checkpoint",
     ) -> None:
         self.uri, self.experiment = uri, experiment
         self.artifact_location = artifact_location
@@ -150,6 +151,9 @@ class Tracker:
         # nested: a child of the run active in this process (a sweep's trials under the sweep)
         self.nested = nested
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        # the selected detector as an MLflow model: checkpoint | full | none
+        # (dfd.tracking.logged_model)
+        self.log_model = log_model
         self.run_id: str | None = None
 
     def start(self, run_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
