@@ -120,7 +120,11 @@ def build_hf_model(detector: nn.Module, record: dict[str, Any]) -> DfdDetector:
 def encoder_processor(backbone: DictConfig, model_type: str) -> Any:
     """The encoder's own image processor: from its weights' folder or hub id, or (random
     weights) its class with the backbone config's ``image_processor`` fields."""
-    if backbone.get("pretrained", True):
+    fields = OmegaConf.to_container(backbone.get("image_processor") or {}, resolve=True)
+    named = fields.pop("image_processor_type", None)
+    # A backbone config may name a PIL processor class on purpose (DINOv3's own processor is
+    # torchvision-only): that class then wins over the one the weights' folder names.
+    if backbone.get("pretrained", True) and not named:
         source = str(backbone.name_or_path)
         local = source.startswith(("/", ".", "~"))
         return transformers.AutoImageProcessor.from_pretrained(
@@ -128,8 +132,7 @@ def encoder_processor(backbone: DictConfig, model_type: str) -> Any:
             local_files_only=not local and not hub_reachable(),
             **pil_backend(),
         )
-    fields = OmegaConf.to_container(backbone.image_processor, resolve=True) or {}
-    name = fields.pop("image_processor_type", None) or _processor_class(model_type)
+    name = named or _processor_class(model_type)
     if not name or not hasattr(transformers, name):
         raise UserError(
             f"backbone {backbone.get('name')}: no transformers image processor is known for "
