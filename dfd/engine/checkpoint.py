@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dfd.engine.trusted_config import check_trusted, load_trusted_yaml
+from dfd.runtime.redact import redact_values
 
 WEIGHTS, CONFIG, RESOLVED, RUN, META = (
     "trainable.safetensors",
@@ -98,7 +99,8 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(folder / WEIGHTS, {canonical_key(k): v for k, v in state.items()})
     atomic_write_text(folder / CONFIG, OmegaConf.to_yaml(_portable(cfg)))
-    atomic_write_text(folder / RESOLVED, OmegaConf.to_yaml(_portable(cfg), resolve=True))
+    resolved = redact_values(OmegaConf.to_container(_portable(cfg), resolve=True))
+    atomic_write_text(folder / RESOLVED, OmegaConf.to_yaml(OmegaConf.create(resolved)))
     run = {"overrides": list(overrides) if overrides is not None else None, "dfd": __version__}
     atomic_write_text(folder / RUN, json.dumps(run, indent=2))
     atomic_write_text(folder / META, json.dumps(dict(meta), indent=2))
@@ -107,8 +109,8 @@ def save_checkpoint(
 
 def _portable(cfg: DictConfig) -> DictConfig:
     """The config with interpolations kept, but without this run's own output folder
-    (``${hydra:runtime.output_dir}`` means nothing outside the run)."""
-    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    (``${hydra:runtime.output_dir}`` means nothing outside the run) and without passwords."""
+    out = OmegaConf.create(redact_values(OmegaConf.to_container(cfg, resolve=False)))
     if "paths" in out and "output_dir" in out.paths:
         with open_dict(out):
             out.paths.output_dir = None

@@ -19,7 +19,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.errors import (
@@ -33,6 +33,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from dfd.runtime.config import CONF_DIR  # (importing dfd.runtime.config registers the resolvers)
 from dfd.runtime.errors import UserError
+from dfd.runtime.redact import redact, redact_files, redact_logging
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # dfd/
 FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -115,12 +116,14 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(task)
         def job(cfg: DictConfig) -> Any:
+            _redact_run_files()
             # errors of the job itself end here, so Hydra adds no "Error executing job" line
+            # (it would print the command line, passwords included)
             try:
                 return task(cfg)
             except Exception as err:
                 _exit_if_user_error(err, config_name)
-                raise
+                _exit_with_traceback(err)
 
         hydra_main = hydra.main(
             version_base="1.3", config_path=str(CONF_DIR), config_name=config_name
@@ -146,7 +149,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
                 raise SystemExit(1) from None
             except Exception as err:
                 _exit_if_user_error(err, config_name)
-                raise
+                _exit_with_traceback(err)
             finally:
                 if not show_traceback:
                     os.environ.pop(FULL_ERROR, None)
@@ -171,8 +174,30 @@ def _exit_if_user_error(err: BaseException, config_name: str) -> None:
     message = user_message(err, config_name, sys.argv[1:])
     if message is None:
         return
-    print(f"{_program()}: error: {message}", file=sys.stderr)
+    print(f"{_program()}: error: {redact(message)}", file=sys.stderr)
     raise SystemExit(1) from None
+
+
+def _exit_with_traceback(err: BaseException) -> NoReturn:
+    """A bug (or any error with ``HYDRA_FULL_ERROR=1``): its traceback, passwords masked."""
+    text = "".join(traceback.format_exception(err))
+    print(redact(text), end="", file=sys.stderr)
+    raise SystemExit(1) from None
+
+
+def _redact_run_files() -> None:
+    """Mask passwords in what Hydra saved of this run (``.hydra/{config,hydra,overrides}.yaml``:
+    the command line and the composed config) and in every log record from now on."""
+    from hydra.core.hydra_config import HydraConfig
+
+    redact_logging()
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.output_subdir is None:
+        return
+    saved = Path(hydra_cfg.runtime.output_dir) / str(hydra_cfg.output_subdir)
+    redact_files(saved.glob("*.yaml"))
 
 
 def _program() -> str:

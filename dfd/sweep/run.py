@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from dfd.report.study import report_study
+from dfd.runtime.redact import redact_values
 from dfd.sweep.compose import (
     check_grid,
     check_space,
@@ -30,7 +31,7 @@ from dfd.sweep.compose import (
 from dfd.sweep.grid import run_grid
 from dfd.sweep.objective import SearchObjective, TrialContext
 from dfd.sweep.space import parse_grid, parse_space
-from dfd.sweep.storage import GridClaims, open_study, redact
+from dfd.sweep.storage import GridClaims, check_storage, open_study, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,13 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
     to `cfg.paths.output_dir`.
     """
     spec = cfg.sweep
+    check_storage(str(cfg.storage))  # seconds, before composing and checking every row
     out_dir = Path(cfg.paths.output_dir)
     grid = is_grid(spec)
     shared = [*spec.base_overrides, *cfg.overrides]
     with_paths = [*path_overrides(cfg.paths, out_dir), *shared]
     catch = tuple(get_class(name) for name in cfg.get("catch") or [])
-    with train_config_source():
+    with train_config_source(), storage_errors(str(cfg.storage)):
         base = compose_train_config(with_paths)
         monitor = str(base.trainer.monitor)
         if grid:
@@ -129,6 +131,4 @@ def _parent_tracker(base: DictConfig, spec: DictConfig):
 
 
 def _loggable(cfg: DictConfig) -> DictConfig:
-    safe = OmegaConf.to_container(cfg, resolve=True)
-    safe["storage"] = redact(str(cfg.storage))
-    return OmegaConf.create(safe)
+    return OmegaConf.create(redact_values(OmegaConf.to_container(cfg, resolve=True)))

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from dfd.runtime.interprocess import file_lock, pid_alive
+from dfd.runtime.redact import redact
 
 # MLflow caps one param value at 6000 characters and a batch at 100 params
 _MAX_PARAM_CHARS, _BATCH = 6000, 100
@@ -159,14 +160,14 @@ class Tracker:
         dead = mark_dead_runs(self.uri, self.experiment, skip={run_id} if run_id else set())
         for rid in dead:
             print(f"MLflow run {rid} was left RUNNING by a process that died: marked FAILED")
-        all_tags = {**self.tags, **(tags or {})}
+        all_tags = {k: redact(v) for k, v in {**self.tags, **(tags or {})}.items()}
         if run_id:
             run = mlflow.start_run(run_id=run_id, nested=self.nested)
             mlflow.set_tags(all_tags)
         else:
             run = mlflow.start_run(
                 experiment_id=experiment_id,
-                run_name=self.run_name,
+                run_name=redact(self.run_name) if self.run_name else None,
                 nested=self.nested,
                 tags=all_tags or None,
             )
@@ -202,7 +203,7 @@ class Tracker:
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
-        items = [(k, str(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()]
+        items = [(k, redact(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()]
         for start in range(0, len(items), _BATCH):
             mlflow.log_params(dict(items[start : start + _BATCH]))
 
@@ -217,7 +218,7 @@ class Tracker:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.enabled and self.run_id:
-            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+            mlflow.set_tags({k: redact(v) for k, v in tags.items()})
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if not self.enabled:
