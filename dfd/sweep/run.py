@@ -28,7 +28,7 @@ from dfd.sweep.compose import (
     path_overrides,
     train_config_source,
 )
-from dfd.sweep.grid import run_grid
+from dfd.sweep.grid import GRID_SEARCH_TAKEN, is_grid_sampler, run_grid, run_grid_search
 from dfd.sweep.objective import SearchObjective, TrialContext
 from dfd.sweep.space import parse_grid, parse_space
 from dfd.sweep.storage import GridClaims, check_storage, open_study, storage_errors
@@ -61,6 +61,7 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
     check_storage(str(cfg.storage))  # seconds, before composing and checking every row
     out_dir = Path(cfg.paths.output_dir)
     grid = is_grid(spec)
+    grid_search = None
     shared = [*spec.base_overrides, *cfg.overrides]
     with_paths = [*path_overrides(cfg.paths, out_dir), *shared]
     catch = tuple(get_class(name) for name in cfg.get("catch") or [])
@@ -77,7 +78,9 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
                 )
         else:
             params = parse_space(spec.space)
-            check_space(params, with_paths, spec.get("enqueue") or [])
+            check_space(params, with_paths, spec.get("enqueue") or [], base)
+            grid_search = _grid_sampler_space(spec, params)
+            n_trials = int(spec.n_trials)
         study = open_study(cfg, f"val/{monitor}")
         ctx = TrialContext(shared, cfg.paths, out_dir / "trials", str(spec.study_name), monitor)
         parent = _parent_tracker(base, spec)
@@ -88,10 +91,36 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
                     run_grid(study, points, claims, ctx, catch)
                 finally:
                     claims.close()
+            elif grid_search is not None:
+                claims = GridClaims(str(cfg.storage), study, taken=GRID_SEARCH_TAKEN)
+                objective = SearchObjective(ctx, params)
+                try:
+                    run_grid_search(study, grid_search, objective, claims, n_trials, catch)
+                finally:
+                    claims.close()
             else:
-                run_search(study, SearchObjective(ctx, params), int(spec.n_trials), catch)
+                run_search(study, SearchObjective(ctx, params), n_trials, catch)
             report_study(study, parent, out_dir, monitor, spec, str(base.tracking.uri) or None)
     return study
+
+
+def _grid_sampler_space(spec: DictConfig, params) -> dict | None:
+    """The search space of a search sweep whose sampler is Optuna's `GridSampler` (run through
+    the grid claims, `run_grid_search`), or None for any other sampler."""
+    if not is_grid_sampler(spec.get("sampler")):
+        return None
+    space = OmegaConf.to_container(spec.sampler.get("search_space") or {}, resolve=True)
+    names = [p.name for p in params]
+    missing = [n for n in names if n not in space]
+    unknown = [n for n in space if n not in names]
+    if missing or unknown or spec.get("enqueue"):
+        raise ValueError(
+            f"sweep {spec.study_name!r}: a GridSampler's search_space must list the values of "
+            f"every parameter of sweep.space, and only those (missing {missing}, not in the "
+            f"space {unknown}), and take no enqueue: it would draw the missing ones at random. "
+            f"For an ablation, a `rows` grid is simpler (sweeps/README.md)"
+        )
+    return space
 
 
 def run_search(

@@ -155,13 +155,21 @@ class GridClaims:
     """Exclusive claims on a grid study's points, held in the study's own database.
 
     `claim(point)` returns True for exactly one caller among all processes while the point
-    is free; a point is taken while its claim's trial is RUNNING, WAITING or COMPLETE (or has
-    no trial yet, for up to `STALE_CLAIM_S`), and free again once that trial is FAIL or PRUNED.
+    is free; a point is taken while its claim's trial is in one of the `taken` states (RUNNING,
+    WAITING or COMPLETE by default) or has no trial yet (for up to `STALE_CLAIM_S`), and free
+    again once that trial is FAIL (or PRUNED, unless `taken` holds it).
     `bind(point, trial_number)` records which trial trains a claimed point.
     """
 
-    def __init__(self, url: str, study: optuna.Study, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        study: optuna.Study,
+        owner: str | None = None,
+        taken: tuple[TrialState, ...] = _TAKEN,
+    ) -> None:
         self.study = study
+        self.taken = taken
         self.owner = owner or uuid.uuid4().hex
         self.engine = sa.create_engine(url, connect_args=connect_args(url))
         try:
@@ -243,4 +251,4 @@ class GridClaims:
             return time.time() - held.claimed_at > STALE_CLAIM_S
         trials = self.study.get_trials(deepcopy=False)
         state = next((t.state for t in trials if t.number == held.trial_number), None)
-        return state is not None and state not in _TAKEN
+        return state is not None and state not in self.taken
