@@ -40,6 +40,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     """
     folder = Path(cfg.checkpoint).expanduser()
     out_dir = Path(cfg.paths.output_dir)
+    tracker = instantiate(cfg.tracking)
+    tracker.check_reachable()  # a tracking server that does not answer fails in seconds
     model, train_cfg = load_detector(folder, out_dir)
     data_cfg = cfg.data if cfg.get("data") else train_cfg.data
     # scoring precision follows training unless set here
@@ -66,7 +68,6 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         }
     )
     run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
-    tracker = instantiate(cfg.tracking)
     if tracker.run_name is None:
         # the trained run's folder (<date>/<time>) tells evaluations of different checkpoints apart
         tracker.run_name = f"evaluate · {'/'.join(folder.resolve().parts[-3:-1])}"

@@ -48,6 +48,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     resume = resume_from_config(cfg)
     out_dir = resume.run_dir if resume else Path(cfg.paths.output_dir)
 
+    tracker = instantiate(cfg.tracking)
+    if main_process:
+        tracker.check_reachable()  # a tracking server that does not answer fails in seconds
     # 1. data first: a wrong data root fails before any weights load
     with accelerator.main_process_first():
         splits = load_splits(cfg.data)
@@ -71,7 +74,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     # 3. what watches the run: tracking, the selected checkpoint, resume state, early stop
     cbs = CallbackList(
         [
-            MLflowCallback(instantiate(cfg.tracking)),
+            MLflowCallback(tracker),
             BestCheckpoint(out_dir / "checkpoint", overrides),
             ResumeStateWriter(out_dir, accelerator, t.resume_every_steps),
             *([EarlyStopping(t.early_stop_patience)] if t.early_stop_patience else []),

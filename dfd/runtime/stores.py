@@ -175,7 +175,9 @@ def connect_args(url: str) -> dict:
     return {}
 
 
-def check_tracking_server(uri: str, key: str = "tracking.uri") -> None:
+def check_tracking_server(
+    uri: str, key: str = "tracking.uri", timeout: float = PROBE_TIMEOUT_S
+) -> None:
     """Fail in seconds, naming the URI, when an MLflow tracking server does not answer.
 
     One plain request to the server's ``/health`` (any HTTP answer counts as reachable: a
@@ -186,11 +188,11 @@ def check_tracking_server(uri: str, key: str = "tracking.uri") -> None:
     import requests
 
     try:
-        requests.get(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S)
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     except requests.RequestException as err:
         raise StoreError(
             f"MLflow tracking server {redact(uri)} cannot be reached ({_reason(err)}; waited "
-            f"at most {PROBE_TIMEOUT_S} s): start it (`mlflow server --host <host> --port "
+            f"at most {timeout:g} s): start it (`mlflow server --host <host> --port "
             f"<port>`), correct {key}, or run without tracking (tracking=none)"
         ) from None
 

@@ -70,13 +70,13 @@ def check_space(
     shared: Sequence[str],
     enqueue: Sequence[Mapping[str, Value]],
     base: DictConfig | None = None,
-) -> None:
+) -> list[tuple[str, DictConfig]]:
     """Fail at start when a choice, a range's key or an enqueued trial does not compose.
 
     Each value is composed with the shared overrides and, for a conditional parameter, with
     values of its parents that make it active, so a typo (`peft=lnn`, `loss.slerpp`) stops the
-    sweep before any training, naming the parameter. Every data config met (the `base`
-    config's, any a choice selects) is read once (`check_data`).
+    sweep before any training, naming the parameter. Returns every distinct data config met
+    (the `base` config's, any a choice selects) with where it comes from, for `check_data`.
     """
     by_name = {p.name: p for p in params}
 
@@ -108,15 +108,15 @@ def check_space(
                 )
             if not by_name[name].contains(value):
                 raise ValueError(f"sweep.enqueue[{i}]: {name}={value!r} is outside its space")
-    check_data(data.values())
+    return list(data.values())
 
 
-def check_grid(points: Sequence[GridPoint], shared: Sequence[str]) -> None:
+def check_grid(points: Sequence[GridPoint], shared: Sequence[str]) -> list[tuple[str, DictConfig]]:
     """Fail at start when a row does not compose or pairs a loss with a head it cannot train.
 
     Every row is composed once (its first seed) with the shared overrides: a typo in a row or
-    an impossible row stops the sweep before any training, naming the row; so does a row whose
-    data cannot be read (`check_data`: a missing data root).
+    an impossible row stops the sweep before any training, naming the row. Returns every
+    distinct data config of the rows with the first row using it, for `check_data`.
     """
     seen: set[str] = set()
     data: dict[str, tuple[str, DictConfig]] = {}
@@ -135,7 +135,7 @@ def check_grid(points: Sequence[GridPoint], shared: Sequence[str]) -> None:
         if reason is not None:
             raise ValueError(f"sweep.rows.{point.row} cannot train: {reason}")
         data.setdefault(_key(cfg.data), (f"sweep.rows.{point.row}", cfg.data))
-    check_data(data.values())
+    return list(data.values())
 
 
 def check_data(sets: Iterable[tuple[str, DictConfig]]) -> None:

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from dfd.report.study import report_study
 from dfd.runtime.redact import redact_values
 from dfd.sweep.compose import (
+    check_data,
     check_grid,
     check_space,
     compose_train_config,
@@ -32,6 +33,7 @@ from dfd.sweep.grid import GRID_SEARCH_TAKEN, is_grid_sampler, run_grid, run_gri
 from dfd.sweep.objective import SearchObjective, TrialContext
 from dfd.sweep.space import parse_grid, parse_space
 from dfd.sweep.storage import GridClaims, check_storage, open_study, storage_errors
+from dfd.tracking.pending import PENDING_FILE
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
         monitor = str(base.trainer.monitor)
         if grid:
             points = parse_grid(spec.rows, spec.seeds)
-            check_grid(points, with_paths)
+            data = check_grid(points, with_paths)
             reference = spec.get("reference")
             if reference is not None and reference not in spec.rows:
                 raise ValueError(
@@ -78,12 +80,14 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
                 )
         else:
             params = parse_space(spec.space)
-            check_space(params, with_paths, spec.get("enqueue") or [], base)
+            data = check_space(params, with_paths, spec.get("enqueue") or [], base)
             grid_search = _grid_sampler_space(spec, params)
             n_trials = int(spec.n_trials)
+        check_data(data)  # a missing data root stops the sweep here, not in its first trial
         study = open_study(cfg, f"val/{monitor}")
         ctx = TrialContext(shared, cfg.paths, out_dir / "trials", str(spec.study_name), monitor)
         parent = _parent_tracker(base, spec)
+        parent.journal = out_dir / PENDING_FILE
         with parent.run(_loggable(cfg)):
             if grid:
                 claims = GridClaims(str(cfg.storage), study)
