@@ -29,7 +29,7 @@ from dfd.report.results import (
 )
 from dfd.runtime.cli import entry_point
 from dfd.scoring.robustness import build_perturbations, evaluate_robustness
-from dfd.scoring.targets import TargetScoring, score_targets
+from dfd.scoring.targets import TargetScoring, allow_nonfinite, score_targets
 from dfd.tracking.callback import MLflowCallback
 
 
@@ -56,6 +56,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         on_error=data_cfg.get("on_error", "raise"),
         aggregate=aggregate,
         store=_store_options(cfg, data_cfg),
+        allow_nonfinite=allow_nonfinite(cfg.eval),
     )
 
     run_cfg = OmegaConf.create(

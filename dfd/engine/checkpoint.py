@@ -168,7 +168,24 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], DictConfig]:
         raise CheckpointError(
             f"{folder / WEIGHTS} is not a readable safetensors file: {err}"
         ) from err
+    check_finite(state, str(folder / WEIGHTS))
     return state, cfg
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse tensors holding NaN or infinity, naming the first (by name) and its count: such
+    weights score every frame NaN, which no metric can use."""
+    for name in sorted(state):
+        tensor = state[name]
+        if not tensor.is_floating_point():
+            continue
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise CheckpointError(
+                f"{source}: tensor {name!r} holds {bad} non-finite values (NaN or inf) of "
+                f"{tensor.numel()}: the checkpoint is damaged or its training diverged; use "
+                f"another checkpoint (or retrain with a lower trainer.optimizer.lr)"
+            )
 
 
 def resolve_checkpoint_config(cfg: DictConfig, output_dir: Path | str, source: str) -> DictConfig:
