@@ -128,7 +128,7 @@ def read_filelist(
                         continue
                     # label, source and video come from the folder the path resolves to
                     # (the test inline: a call per line would cost ~0.3 s per million lines)
-                    if "/." in rel or "//" in rel or rel[0] == "." or "\\" in rel:
+                    if "/." in rel or "//" in rel or rel[0] == ".":
                         rel = normalized(rel)
                     if rel[0] == "." and leaves_root(rel):
                         problems(
