@@ -179,3 +179,24 @@ def test_an_unreachable_tracking_server_is_one_line_for_train_and_report(tmp_pat
         assert "trainPW" not in done.stdout + done.stderr
     assert _files_holding(tmp_path, "trainPW") == []
     assert list((tmp_path / "run").rglob("overrides.yaml"))  # the run's saved command, masked
+
+
+def test_what_libraries_print_or_log_is_masked(capsys):
+    import logging
+
+    from dfd.runtime.redact import redact_logging, redacted_output
+
+    # MLflow writes its "View run ... at: <tracking URI>" link to sys.stdout itself
+    with redacted_output():
+        sys.stdout.write("View run x at: http://me:s3cret@host:5000/#/experiments/1\n")
+    assert capsys.readouterr().out == "View run x at: http://me:***@host:5000/#/experiments/1\n"
+    # and logs through its own handler, which does not propagate to the root logger
+    import io
+
+    stream = io.StringIO()
+    logger = logging.getLogger("dfd_test_library")
+    logger.addHandler(logging.StreamHandler(stream))
+    logger.propagate = False
+    redact_logging()
+    logger.warning("store %s unreachable", "postgresql://me:s3cret@db/optuna")
+    assert stream.getvalue() == "store postgresql://me:***@db/optuna unreachable\n"

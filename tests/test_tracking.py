@@ -89,7 +89,7 @@ def test_processes_starting_together_on_a_new_sqlite_store_all_succeed(tmp_path)
 
 
 @pytest.mark.slow
-def test_a_tracking_server_lost_mid_training_never_stops_the_run(tmp_path, demo_cache):
+def test_a_tracking_server_lost_mid_training_never_stops_the_run(tmp_path, demo_cache, capfd):
     # a real `mlflow server`, killed after epoch 1; training goes on and writes its results;
     # the server restarted on the same store and port gets the run's metrics on resume
     from mlflow import MlflowClient
@@ -101,7 +101,7 @@ def test_a_tracking_server_lost_mid_training_never_stops_the_run(tmp_path, demo_
 
     port, backend = _free_port(), f"sqlite:///{tmp_path}/server.db"
     first = mlflow_server(backend, tmp_path, port=port)
-    url = first.__enter__()
+    url = first.__enter__().replace("http://", "http://dfd:serverPW@")  # never shown anywhere
 
     class KillServer(Callback):
         def on_validation_end(self, run, metrics):
@@ -139,3 +139,7 @@ def test_a_tracking_server_lost_mid_training_never_stops_the_run(tmp_path, demo_
         )
         epochs = [m.step for m in MlflowClient(url).get_metric_history(run_id, "val/video_auc")]
         assert {0, 1, 2} <= set(epochs)  # epoch 2 was logged while the server was down
+        assert run.data.params["tracking.uri"] == url.replace("serverPW", "***")
+    printed = capfd.readouterr()
+    assert "serverPW" not in printed.out + printed.err
+    assert not [p for p in run_dir.rglob("*") if p.is_file() and b"serverPW" in p.read_bytes()]

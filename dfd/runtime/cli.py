@@ -33,7 +33,7 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from dfd.runtime.config import CONF_DIR  # (importing dfd.runtime.config registers the resolvers)
 from dfd.runtime.errors import UserError
-from dfd.runtime.redact import redact, redact_files, redact_logging
+from dfd.runtime.redact import redact, redact_files, redact_logging, redacted_output
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # dfd/
 FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -138,7 +138,8 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             if not show_traceback:
                 os.environ[FULL_ERROR] = os.environ[_OURS] = "1"
             try:
-                return hydra_main()
+                with redacted_output():
+                    return hydra_main()
             except KeyboardInterrupt:
                 print(f"{_program()}: interrupted", file=sys.stderr)
                 raise SystemExit(130) from None

@@ -11,11 +11,13 @@ writes it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 MASK = "***"
 
@@ -74,8 +76,39 @@ class RedactingFilter(logging.Filter):
 
 
 def redact_logging() -> None:
-    """Mask passwords in every record of the root logger's handlers (the console and Hydra's
-    job log file), whichever library logs them."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+    """Mask passwords in every record of every handler configured so far: the root logger's
+    (the console and Hydra's job log file) and those libraries attach to their own loggers
+    (MLflow's writes to stderr without propagating)."""
+    loggers = [logging.getLogger()]
+    loggers += [
+        x for x in logging.Logger.manager.loggerDict.values() if isinstance(x, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
+
+
+class _RedactingStream:
+    """A text stream that masks passwords in what is written to it (a library's own
+    ``sys.stdout.write``, e.g. MLflow's "View run ... at: <tracking URI>" line)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(redact(text) if "://" in text else text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def redacted_output() -> Iterator[None]:
+    """Within the block, `sys.stdout` and `sys.stderr` mask passwords in what they print."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _RedactingStream(saved[0]), _RedactingStream(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved

@@ -22,6 +22,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from dfd.runtime.redact import redacted_output
+
 PENDING_FILE = "mlflow_pending.jsonl"
 # MLflow's limits on one log_batch call
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
@@ -84,7 +86,8 @@ def send(client: MlflowClient, run_id: str, call: Mapping[str, Any]) -> None:
             client.log_artifact(run_id, str(path), call["artifact_path"])
         # a file deleted since (a moved run folder): nothing left to send
     elif op == "terminate":
-        client.set_terminated(run_id, call["status"], end_time=call["time"])
+        with redacted_output():  # MLflow prints a link made from the URI, password included
+            client.set_terminated(run_id, call["status"], end_time=call["time"])
     else:
         raise ValueError(f"unknown pending tracking call {op!r}")
 

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from dfd.runtime.interprocess import file_lock, pid_alive
-from dfd.runtime.redact import redact
+from dfd.runtime.redact import redact, redact_logging, redacted_output
 from dfd.runtime.stores import StoreError, check_tracking_server, describe_store_error
 from dfd.tracking.pending import (
     PENDING_FILE,
@@ -201,6 +201,7 @@ class Tracker:
         A resumed run first sends what its journal kept from before.
         """
         bound_http_retries()
+        redact_logging()  # MLflow's own handlers too: they would print the URI as given
         check_tracking_server(self.uri)
         mlflow.set_tracking_uri(self.uri)
         try:
@@ -238,7 +239,10 @@ class Tracker:
             return
         if self._offline_until is None:
             try:
-                mlflow.end_run(status=status)  # pops this process's active run even if it fails
+                # pops this process's active run even if it fails; MLflow prints a link to the
+                # run made from the tracking URI as given (password included): masked
+                with redacted_output():
+                    mlflow.end_run(status=status)
                 return
             except Exception as err:
                 if self.journal is None or not is_transient(err):
