@@ -32,6 +32,7 @@ from dfd.runtime.stores import (
     MLFLOW_TABLES,
     OPTUNA_TABLES,
     StoreError,
+    check_database_server,
     check_sqlite_store,
     connect_args,
     describe_store_error,
@@ -71,14 +72,7 @@ def check_storage(url: str) -> None:
     check_sqlite_store(
         url, STORAGE, "storage", must_exist=False, tables=OPTUNA_TABLES, foreign=MLFLOW_TABLES
     )
-    if url.startswith("sqlite"):
-        return
-    engine = sa.create_engine(url, connect_args=connect_args(url))
-    try:
-        with storage_errors(url), engine.connect():
-            pass
-    finally:
-        engine.dispose()
+    check_database_server(url, STORAGE, "storage")
 
 
 def open_study(cfg: DictConfig, metric_name: str) -> optuna.Study:

@@ -238,6 +238,7 @@ class Tracker:
         if not (self.enabled and self.run_id):
             return
         if self._offline_until is None:
+            failed = None
             try:
                 # pops this process's active run even if it fails; MLflow prints a link to the
                 # run made from the tracking URI as given (password included): masked
@@ -247,7 +248,10 @@ class Tracker:
             except Exception as err:
                 if self.journal is None or not is_transient(err):
                     raise
-                self._went_offline(err)
+                failed = err
+            # outside the except block: a log record made there would carry MLflow's
+            # exception, URI and password, into any traceback a handler prints
+            self._went_offline(failed)
         else:
             _pop_active_run()
         pending = PendingCalls(self.journal)
@@ -332,12 +336,15 @@ class Tracker:
             else:
                 self._offline_until = time.monotonic() + self.retry_every_s
             return
+        failed = None
         try:
             send(self._client(), self.run_id, call)
         except Exception as err:
             if self.journal is None or not is_transient(err):
                 raise
-            self._went_offline(err)
+            failed = err
+        if failed is not None:  # (not in the except block: see `end`)
+            self._went_offline(failed)
             PendingCalls(self.journal).keep(call)
 
     def _went_offline(self, err: BaseException) -> None:
