@@ -30,7 +30,7 @@ from dfd.report.results import (
 from dfd.runtime.cli import entry_point
 from dfd.runtime.errors import config_flag
 from dfd.scoring.robustness import build_perturbations, evaluate_robustness
-from dfd.scoring.targets import TargetScoring, score_targets
+from dfd.scoring.targets import TargetScoring, allow_nonfinite, score_targets
 from dfd.tracking.callback import MLflowCallback
 from dfd.tracking.logged_model import model_callbacks
 
@@ -43,6 +43,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     folder = Path(cfg.checkpoint).expanduser()
     out_dir = Path(cfg.paths.output_dir)
     tracker = instantiate(cfg.tracking)
+    tracker.check_reachable()  # a tracking server that does not answer fails in seconds
     # log_model=true: the checkpoint as an MLflow model of this run (checked before any work)
     logged_model = model_callbacks(tracker, folder, config_flag(cfg, "log_model"))
     model, train_cfg = load_detector(folder, out_dir)
@@ -59,6 +60,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         on_error=data_cfg.get("on_error", "raise"),
         aggregate=aggregate,
         store=_store_options(cfg, data_cfg),
+        allow_nonfinite=allow_nonfinite(cfg.eval),
     )
 
     run_cfg = OmegaConf.create(

@@ -49,6 +49,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     resume = resume_from_config(cfg)
     out_dir = resume.run_dir if resume else Path(cfg.paths.output_dir)
 
+    tracker = instantiate(cfg.tracking)
+    if main_process:
+        tracker.check_reachable()  # a tracking server that does not answer fails in seconds
     # 1. data first: a wrong data root fails before any weights load
     with accelerator.main_process_first():
         splits = load_splits(cfg.data)

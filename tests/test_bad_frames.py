@@ -8,6 +8,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dfd.data.frames import UnreadableFrameError
@@ -85,3 +86,75 @@ def test_raise_names_the_first_bad_file_and_the_fix(tmp_path):
     mlflow.set_tracking_uri(cfg.tracking.uri)
     (run,) = mlflow.search_runs(experiment_names=["dfd"], output_format="list")
     assert run.info.status == "FAILED"
+
+
+class _Detector(torch.nn.Module):
+    """p(fake) = a squashed mean pixel, NaN for bright frames."""
+
+    def fake_probability(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(x.mean(dim=(1, 2, 3)))
+        return torch.where(x.mean(dim=(1, 2, 3)) > 1.0, torch.nan, p)
+
+
+class _Scores(torch.nn.Module):
+    """A task holding that detector."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detector = _Detector()
+
+
+def test_a_nan_score_is_never_an_unreadable_frame(tmp_path):
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    from dfd.data.frames import FrameDataset, FrameTransform, collate_frames
+    from dfd.data.index import FrameIndex
+    from dfd.data.spec import InputSpec
+    from dfd.scoring.inference import NonFiniteScoresError, evaluate
+
+    paths = []
+    for i, level in enumerate([10, 200, 20, 30, 40, 50]):  # frame 1 bright: scored NaN
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((8, 8, 3), level, np.uint8)).save(paths[-1])
+    (tmp_path / "5.png").write_bytes(b"")  # frame 5 unreadable
+    index = FrameIndex(
+        name="mouth",
+        paths=paths,
+        labels=np.array([0, 0, 1, 1, 0, 0]),
+        video_ids=["a", "a", "b", "b", "c", "c"],
+        sources=["x"] * 6,
+        splits=["test"] * 6,
+    )
+    spec = InputSpec(size=(8, 8), resample=3, mean=(0.5,) * 3, std=(0.25,) * 3)
+    dataset = FrameDataset(index, FrameTransform(spec), on_error="skip")
+    loader = DataLoader(dataset, batch_size=4, collate_fn=collate_frames)
+    with pytest.raises(NonFiniteScoresError, match=r"^test mouth: 1 of 5 frames .*1\.png"):
+        evaluate(_Scores(), loader, Accelerator(cpu=True), "test mouth")
+    with pytest.warns(UserWarning, match="left out of the metrics"):
+        metrics, scores, unreadable = evaluate(
+            _Scores(), loader, Accelerator(cpu=True), "test mouth", allow_nonfinite=True
+        )
+    assert unreadable.tolist() == [5]  # the NaN-scored frame is not counted as unreadable
+    assert np.isnan(scores[1]) and np.isnan(scores[5])
+    assert metrics["n_frames"] == 4
+
+
+def test_a_face_scored_nan_never_gets_a_row_saying_ok():
+    # dfd.predict's scorer: a non-finite p(fake) stops it instead of writing `p_fake nan, ok`
+    from types import SimpleNamespace
+
+    from dfd.data.spec import InputSpec
+    from dfd.scoring.faces import FaceScorer
+    from dfd.scoring.inference import NonFiniteScoresError
+
+    detector = _Detector()
+    detector.backbone = SimpleNamespace(
+        input_spec=InputSpec(size=(8, 8), resample=3, mean=(0.5,) * 3, std=(0.25,) * 3)
+    )
+    scorer = FaceScorer(detector, torch.device("cpu"), batch_size=2)
+    rows = [SimpleNamespace(p_fake=None) for _ in range(2)]
+    scorer.add(rows[0], np.full((8, 8, 3), 10, np.uint8))
+    with pytest.raises(NonFiniteScoresError, match="1 of 2 faces got a non-finite p"):
+        scorer.add(rows[1], np.full((8, 8, 3), 250, np.uint8))
+    assert rows[0].p_fake is None and rows[1].p_fake is None

@@ -181,3 +181,44 @@ def test_an_unreadable_weights_file_is_a_clear_error(tmp_path, ln_model):
     save_file({}, str(folder / "trainable.safetensors"))
     with pytest.raises(CheckpointError, match="missing"):
         load_detector(folder)
+
+
+def _poisoned_checkpoint(tmp_path, ln_model, value: float):
+    """A written checkpoint whose second tensor (by name) holds `value` in one place."""
+    from safetensors.torch import load_file
+
+    folder = _written_checkpoint(tmp_path, ln_model)
+    state = load_file(str(folder / "trainable.safetensors"))
+    name = sorted(state)[1]
+    state[name].view(-1)[3] = value
+    save_file(state, str(folder / "trainable.safetensors"))
+    return folder, name
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("-inf")])
+def test_non_finite_weights_are_refused_on_load_naming_the_tensor(tmp_path, ln_model, value):
+    from dfd.engine.checkpoint import CheckpointError
+
+    folder, name = _poisoned_checkpoint(tmp_path, ln_model, value)
+    with pytest.raises(CheckpointError, match=f"tensor '{name}' holds 1 non-finite value"):
+        load_detector(folder)
+
+
+def test_dfd_evaluate_of_a_nan_checkpoint_exits_naming_the_tensor(tmp_path, ln_model):
+    folder, name = _poisoned_checkpoint(tmp_path, ln_model, float("nan"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dfd.evaluate",
+            f"checkpoint={folder}",
+            "tracking=none",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"tensor '{name}' holds 1 non-finite" in lines[0]

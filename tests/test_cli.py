@@ -148,6 +148,57 @@ def test_command_line_error_is_one_line_and_full_error_shows_the_traceback(tmp_p
     assert full.returncode == 1 and "Traceback" in full.stderr
 
 
+# -- overrides Hydra's grammar rejects -----------------------------------------------------
+
+
+def parse_error(overrides: list[str]) -> str | None:
+    """The message dfd prints when Hydra cannot parse `overrides` (as typed after the command)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    with pytest.raises(OverrideParseException) as err:
+        OverridesParser.create().parse_overrides(overrides)
+    return user_message(err.value, "train", overrides)
+
+
+def test_an_unquoted_shell_substitution_names_the_override_and_the_quoted_form():
+    message = parse_error(["seed=1", "trainer.max_epochs=$("])
+    assert message.startswith("'trainer.max_epochs=$(' is not a valid override (")
+    assert "'trainer.max_epochs=\"$(\"'" in message
+
+
+def test_a_list_split_by_the_shell_is_put_back_together_in_quotes():
+    # `sweep.seeds=[0, 1]` typed without quotes: the shell hands Hydra two arguments
+    message = parse_error(["sweep.seeds=[0,", "1]", "--cfg", "job"])
+    assert message.startswith("'sweep.seeds=[0,' is not a valid override")
+    assert message.endswith("quote the whole override: 'sweep.seeds=[0, 1]'")
+
+
+def test_a_list_element_holding_an_equals_sign_gets_its_own_quotes():
+    message = parse_error(["overrides=[trainer.num_workers=4,data.on_error=skip]"])
+    assert """'overrides=["trainer.num_workers=4","data.on_error=skip"]'""" in message
+
+
+def test_flag_values_are_not_taken_for_overrides():
+    message = parse_error(["--cfg", "job", "x=`ls`"])
+    assert message.startswith("'x=`ls`' is not a valid override")
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_grammar_error_on_the_command_line_is_one_line(command):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    done = subprocess.run(
+        [sys.executable, "-m", f"dfd.{command}", "trainer.max_epochs=$("],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"dfd.{command}: error: 'trainer.max_epochs=$('")
+
+
 # -- offline hub ids fail at once -----------------------------------------------------------
 
 
@@ -214,7 +265,7 @@ def test_help_says_what_the_command_does_and_lists_only_its_groups(command):
         assert f"  {foreign}= " not in text
     # every key the help names as an option exists in that command's config
     main_options = text.split("Main options:")[1].split("Option groups")[0]
-    for key in re.findall(r"(?<![\w/'{\[,])([a-z_][\w.]*)=", main_options):
+    for key in re.findall(r"""(?<![\w/.'"{\[,])([a-z_][\w.]*)=""", main_options):
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
         assert key in own or leaf in list(node.keys()), key  # `in` skips ??? values

@@ -435,6 +435,55 @@ def test_deepfakebench_label_dict_and_bad_input(tmp_path):
     assert videos(flipped)["CelebDFv2_real/id0_0000"] == 1
 
 
+def test_deepfakebench_a_video_listed_twice_in_a_split_is_refused_naming_it(tmp_path):
+    rgb = tmp_path / "rgb"
+    first = [str(p) for p in frames(rgb / "real/a", n=2)]
+    second = [str(p) for p in frames(rgb / "real/b", n=2)]
+    # JSON keeps only the last of a repeated key: the first entry's frames would vanish
+    text = (
+        '{"X": {"X_real": {"test": {'
+        f'"v0": {{"label": "X_real", "frames": {json.dumps(first)}}}, '
+        f'"v0": {{"label": "X_real", "frames": {json.dumps(second)}}}'
+        "}}}}"
+    )
+    js = tmp_path / "X.json"
+    js.write_text(text)
+    with pytest.raises(DataError, match=r"X\.json: key 'v0' appears twice in one object"):
+        read_deepfakebench(js, rgb)
+
+
+def test_deepfakebench_frames_under_a_real_and_a_fake_video_are_refused(tmp_path):
+    rgb = tmp_path / "rgb"
+    shared = [str(p.relative_to(rgb)) for p in frames(rgb / "real/v0", n=2)]
+    tree = {
+        "X_real": {"test": {"v0": {"label": "X_real", "frames": shared}}},
+        "X_fake": {"test": {"v0_x": {"label": "X_fake", "frames": shared}}},
+    }
+    js = tmp_path / "X.json"
+    js.write_text(json.dumps({"X": tree}))
+    with pytest.raises(
+        DataError,
+        match=r"frame .*real/v0/000\.png: is listed under a real and a fake video: "
+        r"X_real/v0 \(real\), X_fake/v0_x \(fake\).*conflicting_label",
+    ):
+        read_deepfakebench(js, rgb)
+    with pytest.raises(DataError, match=r"no frame left"):  # neither label can be trusted
+        read_deepfakebench(js, rgb, on_error="skip")
+
+
+def test_deepfakebench_a_frame_path_through_dotdot_is_the_frame_it_names(tmp_path):
+    rgb = tmp_path / "rgb"
+    frames(rgb / "real/v1", n=1)
+    tree = {"X_real": {"test": {"v1": {"label": "X_real", "frames": ["real/v0/../v1/000.png"]}}}}
+    js = tmp_path / "X.json"
+    js.write_text(json.dumps({"X": tree}))
+    assert read_deepfakebench(js, rgb).paths == [f"{rgb}/real/v1/000.png"]
+    tree["X_real"]["test"]["v1"]["frames"] = ["../../etc/passwd"]
+    js.write_text(json.dumps({"X": tree}))
+    with pytest.raises(DataError, match=r"\['v1'\] frame 0: '../../etc/passwd' leaves"):
+        read_deepfakebench(js, rgb)
+
+
 # ---------------------------------------------------------------- the paper's file lists
 
 
@@ -712,3 +761,45 @@ def test_verify_decode_through_the_config(tmp_path):
         ]
     )
     assert instantiate(cfg.data.test.cdf_v2).skipped == {"unreadable": 1}
+
+
+def test_filelist_a_path_through_dotdot_gets_the_label_of_the_folder_it_resolves_to(tmp_path):
+    real = frames(tmp_path / "datasets" / "X" / "real" / "v1", 1)
+    frames(tmp_path / "datasets" / "X" / "fake" / "v2", 1)
+    lst = tmp_path / "list.txt"
+    # a real frame listed through another folder: its text says source "..", video "v1"
+    lst.write_text("datasets/X/real/v0/../v1/000.png\ndatasets/X/fake/v2/../../real/v1/000.png\n")
+    idx = read_filelist({"test": "list.txt"}, tmp_path, on_error="skip")
+    assert idx.paths == [str(real[0])] and idx.video_ids == ["real/v1"]
+    assert idx.labels.tolist() == [0] and idx.skipped == {"duplicate": 1}
+    lst.write_text("datasets/X/real/v0/../v1/000.png\n../../etc/passwd/x/000.png\n")
+    with pytest.raises(DataError, match=r"list\.txt line 2: '../../etc/passwd/x/000.png' leaves"):
+        read_filelist({"test": "list.txt"}, tmp_path)
+
+
+def test_every_reader_refuses_a_frame_path_that_is_not_normalized(tmp_path):
+    # the shared check behind every reader, present and future: a reader that derived a
+    # label from a path's text without normalizing it fails, naming the path
+    from dfd.data.readers._common import Problems, check_index
+
+    index = FrameIndex(
+        name="x",
+        paths=["/d/real/v0/../v1/000.png"],
+        labels=np.array([0]),
+        video_ids=["../v1"],
+        sources=[".."],
+        splits=["test"],
+    )
+    with pytest.raises(DataError, match=r"frame path /d/real/v0/../v1/000.png holds"):
+        check_index(index, Problems("x", "raise"))
+    mixed = FrameIndex(
+        name="x",
+        paths=["/d/a/000.png", "/d/a/001.png", "/d/b/000.png"],
+        labels=np.array([0, 1, 0]),
+        video_ids=["a", "a", "b"],
+        sources=["s"] * 3,
+        splits=["test"] * 3,
+    )
+    with pytest.raises(DataError, match=r"video 'a': holds frames labelled real and .*fake"):
+        check_index(mixed, Problems("x", "raise"))
+    assert check_index(mixed, Problems("x", "skip")).video_ids == ["b"]

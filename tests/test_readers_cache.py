@@ -348,7 +348,12 @@ def hf_case(tmp: Path) -> tuple[dict, dict]:
         for r in rows:
             writer.writerow(
                 r
-                | {"part": "test", "origin": "o", "y": r["label"], "pic": f"test/{r['file_name']}"}
+                | {
+                    "part": "test",
+                    "origin": f"{r['video']}_o",  # another valid video column
+                    "y": r["label"],
+                    "pic": f"test/{r['file_name']}",
+                }
             )
     cache = tmp / "hfcache"
     base = {"path": str(folder), "hf_cache_dir": cache}

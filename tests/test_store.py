@@ -280,3 +280,46 @@ def test_evaluate_takes_its_own_store_roles_over_the_data_configs(tmp_path):
     assert options([], ["test"]) is None
     with pytest.raises(FrameStoreError, match=r"store\.roles=\[test\]"):
         options(["val"], [])
+
+
+def test_a_shard_edited_in_place_is_refused_naming_it(tmp_path, monkeypatch):
+    from dfd.data import store as store_module
+
+    index = _frames(tmp_path / "frames")
+    transform = FrameTransform(SPEC)
+    store = open_store(index, transform, tmp_path / "stores")
+    shard = store.shards[0]
+    data = bytearray(shard.read_bytes())
+    st = shard.stat()
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # pixels of a stored frame
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same time: only bytes
+    monkeypatch.setattr(store_module, "_VERIFIED", set())  # a new process
+    with pytest.raises(FrameStoreError) as err:
+        open_store(index, transform, tmp_path / "stores")
+    message = str(err.value)
+    assert f"shard {shard.name} changed after it was built" in message
+    assert f"delete {store.folder}" in message and "\n" not in message
+
+
+def test_a_shard_swapped_from_another_dataset_is_refused_naming_it(tmp_path):
+    index = _frames(tmp_path / "frames")
+    other = _frames(tmp_path / "other", side=40)  # same frame count and size, another dataset
+    other = FrameIndex(
+        name="other",
+        paths=other.paths,
+        labels=other.labels,
+        video_ids=other.video_ids,
+        sources=other.sources,
+        splits=other.splits,
+    )
+    transform = FrameTransform(SPEC)
+    mine = open_store(index, transform, tmp_path / "stores")
+    theirs = open_store(other, transform, tmp_path / "stores")
+    assert mine.folder != theirs.folder and len(mine) == len(theirs)
+    shutil.copy(theirs.shards[0], mine.shards[0])
+    with pytest.raises(FrameStoreError) as err:
+        open_store(index, transform, tmp_path / "stores")
+    message = str(err.value)
+    assert f"shard {mine.shards[0].name} holds frames of dataset 'other'" in message
+    assert "not this store's 'tiny'" in message and f"delete {mine.folder}" in message

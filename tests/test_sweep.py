@@ -15,10 +15,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dfd.runtime.redact import redact
 from dfd.sweep.compose import check_grid, check_space, path_overrides, train_config_source
 from dfd.sweep.run import is_grid, run_sweep
 from dfd.sweep.space import override_value, parse_grid, parse_space
-from dfd.sweep.storage import redact
 from tests.conftest import CONF_DIR, fresh_mlflow_uri
 
 SWEEPS = sorted(p.stem for p in (CONF_DIR.parent / "sweeps").glob("*.yaml"))
@@ -337,3 +337,20 @@ def test_a_shared_storage_password_is_never_logged():
     assert (
         redact("postgresql://user:s3cret@db:5432/optuna") == "postgresql://user:***@db:5432/optuna"
     )
+    assert redact("'tracking.uri=http://me:p@ss@host:5000/x'") == (
+        "'tracking.uri=http://me:***@host:5000/x'"
+    )
+    assert redact("sqlite:////abs/optuna.db http://host:5000") == (
+        "sqlite:////abs/optuna.db http://host:5000"
+    )
+
+
+def test_a_sweep_without_its_data_stops_before_any_trial(tmp_path):
+    # paper_ablation's rows read FF++ and the other targets under paths.data_dir
+    cfg = compose_sweep(
+        ["sweep=paper_ablation", f"paths.output_root={tmp_path}", f"paths.data_dir={tmp_path}"],
+        tmp_path / "sweep",
+    )
+    with pytest.raises(ValueError, match=r"^sweep.rows.linear_probe: .*ff_c23 does not exist"):
+        run_sweep(cfg)
+    assert not (tmp_path / "optuna.db").exists()  # no study, no trial

@@ -162,3 +162,21 @@ def test_predictions_of_a_trial_on_another_machine_come_from_its_mlflow_run(tmp_
     assert scores is not None
     assert roc_auc(scores["swap"].labels, scores["swap"].scores) == pytest.approx(aucs["swap"])
     assert trial_predictions(trial, TARGETS, None) is None  # no folder, no store: no CI
+
+
+def test_a_damaged_trial_parquet_is_named_in_one_line(tmp_path):
+    import pandas as pd
+
+    from dfd.report.ablation import read_predictions
+    from dfd.runtime.errors import UserError
+
+    path = tmp_path / "mouth.parquet"
+    pd.DataFrame({"video_id": ["a", "b"], "label": [0, 1], "p_fake": [0.2, 0.9]}).to_parquet(path)
+    data = bytearray(path.read_bytes())
+    data[8:40] = b"\xff" * 32  # the column data, inside the file: size and footer intact
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        UserError, match=r"mouth.parquet: not a readable predictions parquet"
+    ) as err:
+        read_predictions(path)
+    assert "\n" not in str(err.value) and "delete it" in str(err.value)

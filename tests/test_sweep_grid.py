@@ -153,3 +153,101 @@ def test_two_workers_started_together_train_each_grid_point_once(tmp_path):
             "row": t.user_attrs["point"].split("/")[0],
             "seed": int(t.user_attrs["point"][-1]),
         }
+
+
+GRID_SPACE = {"peft": ["ln", "lora"], "trainer.optimizer.lr": [0.001, 0.01]}
+
+
+def grid_sampler_cfg(storage: str, name: str):
+    return OmegaConf.create(
+        {
+            "storage": storage,
+            "heartbeat_interval": None,
+            "sweep": {
+                "study_name": name,
+                "direction": "maximize",
+                "n_trials": 10,
+                "sampler": {
+                    "_target_": "optuna.samplers.GridSampler",
+                    "search_space": GRID_SPACE,
+                    "seed": 0,
+                },
+                "space": {
+                    "peft": ["ln", "lora"],
+                    "trainer.optimizer.lr": {"choices": [1e-3, 1e-2]},
+                },
+            },
+        }
+    )
+
+
+def _grid_search_worker(storage: str, name: str, ready: str, log: str) -> None:
+    """One worker of a study whose own sampler is Optuna's GridSampler: dfd's search objective
+    and the claimed grid search, training replaced by a record of what this process trained."""
+    import dfd.sweep.objective as objective
+    from dfd.sweep.grid import GRID_SEARCH_TAKEN, run_grid_search
+    from dfd.sweep.run import _grid_sampler_space
+    from dfd.sweep.space import parse_space
+
+    def fake_train(ctx, trial, overrides, name, tags, prune):
+        with open(log, "a") as f:
+            f.write(" ".join(overrides) + "\n")
+        time.sleep(0.1)
+        return 0.5
+
+    objective.train_trial = fake_train
+    cfg = grid_sampler_cfg(storage, name)
+    params = parse_space(cfg.sweep.space)
+    space = _grid_sampler_space(cfg.sweep, params)
+    ctx = objective.TrialContext([], None, Path(log).parent, name, "video_auc")
+    Path(ready).touch()
+    while len(list(Path(ready).parent.glob("*.ready"))) < 2:  # start together
+        time.sleep(0.01)
+    study = open_study(cfg, "val/video_auc")
+    claims = GridClaims(storage, study, taken=GRID_SEARCH_TAKEN)
+    run_grid_search(study, space, objective.SearchObjective(ctx, params), claims, 10, ())
+    claims.close()
+
+
+def test_two_workers_on_a_grid_sampler_study_train_each_point_once(tmp_path):
+    # Optuna's GridSampler alone lets two workers started together draw the same point
+    storage = fresh_optuna_storage(tmp_path)
+    spawn = multiprocessing.get_context("spawn")
+    workers = [
+        spawn.Process(
+            target=_grid_search_worker,
+            args=(storage, "gs", str(tmp_path / f"{i}.ready"), str(tmp_path / f"{i}.log")),
+        )
+        for i in range(2)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    trained = [
+        line
+        for i in range(2)
+        if (tmp_path / f"{i}.log").is_file()
+        for line in (tmp_path / f"{i}.log").read_text().splitlines()
+    ]
+    assert len(trained) == 4 and len(set(trained)) == 4  # each of the 2 x 2 points once
+    study = optuna.load_study(study_name="gs", storage=storage)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert sorted((t.params["peft"], t.params["trainer.optimizer.lr"]) for t in done) == [
+        ("ln", 0.001),
+        ("ln", 0.01),
+        ("lora", 0.001),
+        ("lora", 0.01),
+    ]
+    assert len(study.trials) == 4
+
+
+def test_a_grid_sampler_space_that_misses_a_parameter_is_refused():
+    from dfd.sweep.run import _grid_sampler_space
+    from dfd.sweep.space import parse_space
+
+    cfg = grid_sampler_cfg("sqlite://", "x")
+    cfg.sweep.sampler.search_space = {"peft": ["ln", "lora"]}
+    with pytest.raises(ValueError, match=r"missing \['trainer.optimizer.lr'\].*rows"):
+        _grid_sampler_space(cfg.sweep, parse_space(cfg.sweep.space))

@@ -127,11 +127,14 @@ def postgres_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend: str, folder: Path, timeout_s: float = 90) -> Iterator[str]:
-    """`mlflow server` on 127.0.0.1 and a random port over `backend`; yields its URL."""
-    port, log = _free_port(), folder / "mlflow-server.log"
+def mlflow_server(
+    backend: str, folder: Path, timeout_s: float = 90, port: int | None = None
+) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1 and `port` (default: a free one) over `backend`; yields
+    its URL."""
+    port, log = port or _free_port(), folder / "mlflow-server.log"
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    with log.open("w") as out:
+    with log.open("a") as out:
         proc = subprocess.Popen(
             [
                 str(mlflow_cli),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -9,6 +10,7 @@ import mlflow
 import pytest
 from omegaconf import OmegaConf
 
+from dfd.tracking.pending import PENDING_FILE
 from dfd.tracking.tracker import Tracker, flatten
 from tests.conftest import fresh_mlflow_uri
 
@@ -84,3 +86,60 @@ def test_processes_starting_together_on_a_new_sqlite_store_all_succeed(tmp_path)
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
     exp = mlflow.get_experiment_by_name("dfd")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+@pytest.mark.slow
+def test_a_tracking_server_lost_mid_training_never_stops_the_run(tmp_path, demo_cache, capfd):
+    # a real `mlflow server`, killed after epoch 1; training goes on and writes its results;
+    # the server restarted on the same store and port gets the run's metrics on resume
+    from mlflow import MlflowClient
+
+    from dfd.engine.callbacks import Callback
+    from dfd.train import train
+    from tests.conftest import compose_train, small_run_overrides
+    from tests.test_sweep_postgres import _free_port, mlflow_server
+
+    port, backend = _free_port(), f"sqlite:///{tmp_path}/server.db"
+    first = mlflow_server(backend, tmp_path, port=port)
+    url = first.__enter__().replace("http://", "http://dfd:serverPW@")  # never shown anywhere
+
+    class KillServer(Callback):
+        def on_validation_end(self, run, metrics):
+            if run.epoch == 1:
+                first.__exit__(None, None, None)
+
+    overrides = [
+        *small_run_overrides(tmp_path / "run", demo_cache),
+        f"tracking.uri={url}",
+        "tracking.retry_every_s=1",
+        "trainer.max_epochs=2",
+        "trainer.max_steps=null",
+        "data.frames_per_video.train=1",
+    ]
+    try:
+        results = train(compose_train(overrides, tmp_path / "run"), callbacks=[KillServer()])
+    finally:
+        first.__exit__(None, None, None)
+    run_dir = tmp_path / "run"
+    assert json.loads((run_dir / "metrics.json").read_text())["mean"] == results["mean"]
+    assert (run_dir / "checkpoint" / "trainable.safetensors").is_file()
+    assert sorted(p.name for p in (run_dir / "predictions").iterdir())
+    pending = run_dir / PENDING_FILE
+    kept = [json.loads(line)["op"] for line in pending.read_text().splitlines()]
+    assert "metrics" in kept and kept[-1] == "terminate"  # what the dead server missed
+    run_id = json.loads((run_dir / "resume" / "state.json").read_text())["run_id"]
+
+    with mlflow_server(backend, tmp_path, port=port):
+        train(compose_train([*overrides, f"trainer.resume={run_dir}"], run_dir))
+        assert not pending.exists()  # everything kept was sent
+        run = MlflowClient(url).get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["test/mean/video_auc"] == pytest.approx(
+            results["mean"]["video_auc"]
+        )
+        epochs = [m.step for m in MlflowClient(url).get_metric_history(run_id, "val/video_auc")]
+        assert {0, 1, 2} <= set(epochs)  # epoch 2 was logged while the server was down
+        assert run.data.params["tracking.uri"] == url.replace("serverPW", "***")
+    printed = capfd.readouterr()
+    assert "serverPW" not in printed.out + printed.err
+    assert not [p for p in run_dir.rglob("*") if p.is_file() and b"serverPW" in p.read_bytes()]

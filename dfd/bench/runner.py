@@ -19,6 +19,7 @@ from dfd.bench.machine import describe_machine
 from dfd.bench.model_step import StepSetup, bench_model, build_setup
 from dfd.bench.pipeline import bench_pipeline
 from dfd.bench.results import BenchResults, format_report
+from dfd.runtime.redact import redact
 
 SECTIONS = ("pipeline", "model", "end_to_end", "flops")
 
@@ -60,7 +61,7 @@ def run_bench(cfg: DictConfig) -> BenchResults:
             tracker.log_metrics(results.metrics())
             tracker.log_artifact(record)
             if tracker.run_id:
-                print(f"MLflow run {tracker.run_id} in {cfg.tracking.uri}")
+                print(f"MLflow run {tracker.run_id} in {redact(cfg.tracking.uri)}")
     finally:
         shutil.rmtree(out_dir / "frame_stores", ignore_errors=True)
         if written and not cfg.crops.keep:

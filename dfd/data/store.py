@@ -19,8 +19,11 @@ exactly as from the files (`data.on_error`).
 A store is named by the index's name, the form and a fingerprint of every frame file's path,
 size and modification time, so editing, re-preprocessing or removing a frame builds a new
 one; it is built once under a file lock (concurrent runs and the processes of one
-multi-GPU run wait for the first) and appears atomically (a rename) when complete. Raw
-pixels take room: 192 KiB per 256x256 frame as decoded, 147 KiB at 224x224, about 1.9x
+multi-GPU run wait for the first) and appears atomically (a rename) when complete. What it
+serves is verified: each shard's Arrow schema names its dataset and index fingerprint, and
+the metadata holds each shard's content checksum (XXH3-128); `open_store` refuses a shard of
+another store and a shard edited since the build, hashing each shard once per process
+(`FrameStore.verify`). Raw pixels take room: 192 KiB per 256x256 frame as decoded, 147 KiB at 224x224, about 1.9x
 and 1.4x a typical PNG crop; a build that would not fit on its disk is refused up front.
 Old stores are never deleted by dfd: remove their folders to reclaim the space.
 """
@@ -53,7 +56,8 @@ from dfd.runtime.workers import one_thread_per_worker
 log = logging.getLogger(__name__)
 
 # Bump when what a store holds for the same frames and form changes.
-STORE_VERSION = 1
+# 2: every shard names its dataset and index in its schema; the metadata holds checksums
+STORE_VERSION = 2
 ROLES = ("train", "val", "test")
 META_FILE = "dfd_store.json"
 SHARD_BYTES = 1 << 30  # one Arrow file per ~1 GiB of pixels
@@ -73,6 +77,36 @@ SCHEMA = pa.schema(
 
 class FrameStoreError(ValueError):
     """A frame store that cannot be built or read (no room, a foreign or damaged folder)."""
+
+
+# shards whose content this process has checked: (path, size, mtime_ns, checksum)
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+_CHUNK = 16 << 20
+
+
+def shard_checksum(path: Path) -> str:
+    """XXH3-128 of a shard file's bytes (xxhash comes with `datasets`): tens of GB/s on one
+    core, so verifying a store costs about what reading it from the page cache does.
+
+    Not cryptographic: it catches an edited or damaged shard; a folder someone can write to
+    at will could have its metadata rewritten too, which no checksum stored beside it stops.
+    """
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _identity(index_name: str, key: str, shard: str) -> dict[bytes, bytes]:
+    """What a shard's Arrow schema records of the store it belongs to."""
+    return {
+        b"dfd.dataset": index_name.encode(),
+        b"dfd.fingerprint": key.encode(),
+        b"dfd.shard": shard.encode(),
+    }
 
 
 @dataclass(frozen=True)
@@ -147,6 +181,51 @@ class FrameStore:
             ) from None
         self.shards = [self.folder / name for name in self.meta["shards"]]
         self._frames = None
+
+    def verify(self) -> None:
+        """Refuse a shard of another store (read from its schema: dataset and index
+        fingerprint), and a shard whose bytes changed since the build (its checksum in
+        `META_FILE`). Each shard's content is hashed once per process (again if its size or
+        modification time changes); the identity is read every time (a few bytes).
+        """
+        dataset, key = self.meta.get("dataset"), self.meta.get("fingerprint", "")
+        sums = self.meta.get("checksums") or {}
+        fix = f"delete {self.folder} and the next run rebuilds it"
+        for shard in self.shards:
+            try:
+                with pa.OSFile(str(shard), "rb") as f:
+                    found = pa.ipc.open_stream(f).schema.metadata or {}
+            except (OSError, pa.ArrowInvalid) as err:
+                raise FrameStoreError(
+                    f"frame store {self.folder}: shard {shard.name} cannot be read ({err}): {fix}"
+                ) from None
+            their = found.get(b"dfd.dataset", b"").decode()
+            their_key = found.get(b"dfd.fingerprint", b"").decode()
+            if (their, their_key, found.get(b"dfd.shard", b"").decode()) != (
+                dataset,
+                key,
+                shard.name,
+            ):
+                whose = (
+                    f"frames of dataset {their!r} (index {their_key[:16]})"
+                    if their
+                    else "no record of its store"
+                )
+                raise FrameStoreError(
+                    f"frame store {self.folder}: shard {shard.name} holds {whose}, not this "
+                    f"store's {dataset!r} (index {key[:16]}): it was swapped or copied in; {fix}"
+                )
+            st = shard.stat()
+            expected = sums.get(shard.name, "")
+            seen = (str(shard), st.st_size, st.st_mtime_ns, expected)
+            if seen in _VERIFIED:
+                continue
+            if shard_checksum(shard) != expected:
+                raise FrameStoreError(
+                    f"frame store {self.folder}: shard {shard.name} changed after it was built "
+                    f"(its checksum differs from the one in {META_FILE}): {fix}"
+                )
+            _VERIFIED.add(seen)
 
     def __len__(self) -> int:
         return int(self.meta["rows"])
@@ -290,7 +369,8 @@ def _write(
                     sink.close()
                 shards.append(f"frames-{len(shards):05d}.arrow")
                 sink = pa.OSFile(str(tmp / shards[-1]), "wb")
-                writer = pa.ipc.new_stream(sink, SCHEMA)
+                identity = _identity(index.name, key, shards[-1])
+                writer = pa.ipc.new_stream(sink, SCHEMA.with_metadata(identity))
                 shard_bytes = 0
             writer.write_batch(batch)
             shard_bytes += batch.nbytes
@@ -308,6 +388,7 @@ def _write(
         "rows": len(index),
         "unreadable": unreadable,
         "shards": shards,
+        "checksums": {s: shard_checksum(tmp / s) for s in shards},
         "bytes": sum((tmp / s).stat().st_size for s in shards),
         "build_seconds": round(time.perf_counter() - started, 1),
     }
@@ -356,6 +437,7 @@ def open_store(
             f"{store.meta.get('fingerprint', '?')[:16]}): delete the folder to rebuild it"
         )
     check_store(store, index, transform)
+    store.verify()
     log.info(
         "frames of %s (%d, %s) read from the frame store %s", index.name, len(index), form, target
     )

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dfd.engine.trusted_config import check_trusted, load_trusted_yaml
+from dfd.runtime.redact import redact_values
 
 WEIGHTS, CONFIG, RESOLVED, RUN, META = (
     "trainable.safetensors",
@@ -103,7 +104,8 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(folder / WEIGHTS, {canonical_key(k): v for k, v in state.items()})
     atomic_write_text(folder / CONFIG, OmegaConf.to_yaml(_portable(cfg)))
-    atomic_write_text(folder / RESOLVED, OmegaConf.to_yaml(_portable(cfg), resolve=True))
+    resolved = redact_values(OmegaConf.to_container(_portable(cfg), resolve=True))
+    atomic_write_text(folder / RESOLVED, OmegaConf.to_yaml(OmegaConf.create(resolved)))
     run = {"overrides": list(overrides) if overrides is not None else None, "dfd": __version__}
     atomic_write_text(folder / RUN, json.dumps(run, indent=2))
     atomic_write_text(folder / META, json.dumps(dict(meta), indent=2))
@@ -112,8 +114,8 @@ def save_checkpoint(
 
 def _portable(cfg: DictConfig) -> DictConfig:
     """The config with interpolations kept, but without this run's own output folder
-    (``${hydra:runtime.output_dir}`` means nothing outside the run)."""
-    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    (``${hydra:runtime.output_dir}`` means nothing outside the run) and without passwords."""
+    out = OmegaConf.create(redact_values(OmegaConf.to_container(cfg, resolve=False)))
     if "paths" in out and "output_dir" in out.paths:
         with open_dict(out):
             out.paths.output_dir = None
@@ -171,7 +173,24 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], DictConfig]:
         raise CheckpointError(
             f"{folder / WEIGHTS} is not a readable safetensors file: {err}"
         ) from err
+    check_finite(state, str(folder / WEIGHTS))
     return state, cfg
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse tensors holding NaN or infinity, naming the first (by name) and its count: such
+    weights score every frame NaN, which no metric can use."""
+    for name in sorted(state):
+        tensor = state[name]
+        if not tensor.is_floating_point():
+            continue
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise CheckpointError(
+                f"{source}: tensor {name!r} holds {bad} non-finite values (NaN or inf) of "
+                f"{tensor.numel()}: the checkpoint is damaged or its training diverged; use "
+                f"another checkpoint (or retrain with a lower trainer.optimizer.lr)"
+            )
 
 
 def resolve_checkpoint_config(cfg: DictConfig, output_dir: Path | str, source: str) -> DictConfig:

@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 
 from dfd.engine.checkpoint import atomic_save_tensors, atomic_write_text
 from dfd.engine.trusted_config import current_import_paths
+from dfd.runtime.redact import redact_values
 
 STATE = "state.json"
 FOLDER = "resume"
@@ -99,8 +100,9 @@ def optimizer_state_dict(tensors: Mapping[str, torch.Tensor], rest: Mapping) -> 
 
 
 def comparable_config(cfg: DictConfig) -> dict:
-    """The resolved config without the keys a resume may change."""
-    data = OmegaConf.to_container(cfg, resolve=True)
+    """The resolved config without the keys a resume may change, passwords masked (it is saved
+    in the resume state)."""
+    data = redact_values(OmegaConf.to_container(cfg, resolve=True))
     for dotted in RESUME_KEYS:
         node = data
         *parents, leaf = dotted.split(".")

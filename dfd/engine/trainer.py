@@ -37,6 +37,7 @@ from dfd.engine.resume import (
 from dfd.engine.task import DetectionTask
 from dfd.runtime.progress import progress
 from dfd.scoring.inference import evaluate
+from dfd.scoring.targets import allow_nonfinite
 
 
 def is_improvement(value: float, best: float | None) -> bool:
@@ -77,6 +78,7 @@ class Trainer:
     run: RunState
     log_every_steps: int = 50
     aggregate: str = "mean"  # video score from frame scores: mean | median
+    allow_nonfinite: bool = False  # a NaN score leaves its frame out instead of stopping
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     position: EpochProgress = field(default_factory=EpochProgress)
     unreadable: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
@@ -124,6 +126,7 @@ class Trainer:
             run=run,
             log_every_steps=t.log_every_steps,
             aggregate=run.cfg.eval.aggregate,
+            allow_nonfinite=allow_nonfinite(run.cfg.eval),
         )
         run.snapshot = trainer.snapshot
         return trainer
@@ -230,7 +233,12 @@ class Trainer:
     def _validate(self) -> None:
         acc, run = self.accelerator, self.run
         metrics, _, unreadable = evaluate(
-            self.task, self.val_loader, acc, desc=f"val {run.epoch}", aggregate=self.aggregate
+            self.task,
+            self.val_loader,
+            acc,
+            desc=f"val {run.epoch}",
+            aggregate=self.aggregate,
+            allow_nonfinite=self.allow_nonfinite,
         )
         self.unreadable["val"].update(unreadable)
         value = metrics[run.monitor]

@@ -27,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from optuna.trial import FrozenTrial
 from scipy.stats import rankdata
 
 from dfd.report.tables import Delta, Stat, Table
+from dfd.runtime.errors import UserError
 from dfd.scoring.metrics import video_scores
 
 log = logging.getLogger(__name__)
@@ -49,12 +51,22 @@ class VideoScores:
 
 def read_predictions(path: Path) -> VideoScores:
     """Per-frame predictions (parquet) -> per-video scores; a missing column fails naming it."""
-    frame = pd.read_parquet(path)
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise UserError(
+            f"{path}: not a readable predictions parquet ({type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}): delete it (the "
+            f"copy its trial logged to MLflow is then read, or its row gets no confidence "
+            f"interval) or rerun that trial (its MLflow tag dfd.overrides is its command)"
+        ) from None
     missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(
             f"{path}: predictions need columns {list(PREDICTION_COLUMNS)}; missing {missing}"
         )
+    # unreadable frames (and non-finite scores a run allowed) are in no metric of the run
+    frame = frame[np.isfinite(frame["p_fake"].to_numpy(np.float64))]
     ids, labels, scores = video_scores(
         frame["video_id"].astype(str).tolist(),
         frame["label"].to_numpy(np.int64),

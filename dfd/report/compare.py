@@ -20,7 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from dfd.report.plots import plot_table
 from dfd.report.tables import Stat, Table, to_csv, to_latex, to_markdown
+from dfd.runtime.redact import redact
 from dfd.runtime.run_info import SEPARATOR, run_name
+from dfd.runtime.stores import (
+    MLFLOW_TABLES,
+    OPTUNA_TABLES,
+    StoreError,
+    check_sqlite_store,
+    check_tracking_server,
+    describe_store_error,
+)
 
 _TARGET_METRIC = re.compile(r"^test/(?P<target>[^/]+)/(?P<metric>[^/]+)$")
 # dfd.scoring.robustness: robust/<perturbation>/<severity>/<target>/video_auc
@@ -85,7 +94,9 @@ def select_runs(client: MlflowClient, selection: Selection) -> list[Run]:
                 break
     runs = [r for r in runs if r.data.tags.get("dfd.role") != "sweep"]
     if not runs:
-        raise ValueError(f"no run matches the selection {selection} in {client.tracking_uri}")
+        raise ValueError(
+            f"no run matches the selection {selection} in {redact(client.tracking_uri)}"
+        )
     return sorted(runs, key=lambda r: r.info.start_time or 0)
 
 
@@ -225,6 +236,55 @@ def _run_mean(run: Run, metric: str, targets: Sequence[str]) -> float:
 
 
 FORMATS = {"markdown": "md", "csv": "csv", "latex": "tex"}
+_STORE = "MLflow store"
+
+
+def open_tracking_store(uri: str) -> MlflowClient:
+    """A client of the MLflow store at `uri` that only reads: a missing, empty, non-sqlite or
+    foreign sqlite file, or a server that does not answer, fails in one line naming it
+    (MLflow would create a new store at a mistyped path, or retry a server for minutes)."""
+    check_sqlite_store(
+        uri,
+        _STORE,
+        "tracking.uri",
+        must_exist=True,
+        tables=MLFLOW_TABLES,
+        foreign=OPTUNA_TABLES,
+    )
+    check_tracking_server(uri)
+    return _ReadingClient(uri)
+
+
+class _ReadingClient(MlflowClient):
+    """`MlflowClient` whose store errors (a damaged or locked file, a lost server) are one
+    line naming the store."""
+
+    def __init__(self, uri: str) -> None:
+        try:
+            super().__init__(uri)
+        except Exception as err:
+            raise _store_error(uri, err) from None
+        self._uri = uri
+
+    def search_experiments(self, *args, **kwargs):
+        try:
+            return super().search_experiments(*args, **kwargs)
+        except Exception as err:
+            raise _store_error(self._uri, err) from None
+
+    def search_runs(self, *args, **kwargs):
+        try:
+            return super().search_runs(*args, **kwargs)
+        except Exception as err:
+            raise _store_error(self._uri, err) from None
+
+
+def _store_error(uri: str, err: Exception) -> Exception:
+    message = describe_store_error(uri, err, _STORE, "tracking.uri")
+    if message is None:
+        cause = err.__cause__ or err.__context__
+        message = cause and describe_store_error(uri, cause, _STORE, "tracking.uri")
+    return StoreError(message) if message else err
 
 
 def write_report(cfg: DictConfig) -> tuple[Table, list[Path]]:
@@ -234,7 +294,7 @@ def write_report(cfg: DictConfig) -> tuple[Table, list[Path]]:
     if unknown:
         raise ValueError(f"formats: {unknown} unknown; choose from {list(FORMATS)}")
     select = OmegaConf.to_container(cfg.select, resolve=True)
-    runs = select_runs(MlflowClient(str(cfg.tracking.uri)), Selection(**select))
+    runs = select_runs(open_tracking_store(str(cfg.tracking.uri)), Selection(**select))
     table = comparison_table(
         runs, list(cfg.metrics), bool(cfg.group_seeds), bool(cfg.get("robustness_grid", False))
     )

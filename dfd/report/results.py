@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from dfd.report.plots import plot_robustness
 from dfd.report.tables import results_markdown_csv
+from dfd.runtime.redact import redact
 
 if TYPE_CHECKING:  # scoring needs torch; reading results does not
     from dfd.engine.callbacks import RunState
@@ -92,4 +93,4 @@ def print_run_results(run: RunState, results: Mapping) -> None:
     if lost:
         print("unreadable frames skipped: " + ", ".join(f"{k} {v}" for k, v in lost.items()))
     if run.run_id:
-        print(f"MLflow run {run.run_id} in {run.cfg.tracking.uri}")
+        print(f"MLflow run {run.run_id} in {redact(run.cfg.tracking.uri)}")

@@ -19,15 +19,21 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
-from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from dfd.runtime.config import CONF_DIR  # (importing dfd.runtime.config registers the resolvers)
 from dfd.runtime.errors import UserError
+from dfd.runtime.redact import redact, redact_files, redact_logging, redacted_output
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # dfd/
 FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -110,12 +116,14 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(task)
         def job(cfg: DictConfig) -> Any:
+            _redact_run_files()
             # errors of the job itself end here, so Hydra adds no "Error executing job" line
+            # (it would print the command line, passwords included)
             try:
                 return task(cfg)
             except Exception as err:
                 _exit_if_user_error(err, config_name)
-                raise
+                _exit_with_traceback(err)
 
         hydra_main = hydra.main(
             version_base="1.3", config_path=str(CONF_DIR), config_name=config_name
@@ -130,7 +138,8 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             if not show_traceback:
                 os.environ[FULL_ERROR] = os.environ[_OURS] = "1"
             try:
-                return hydra_main()
+                with redacted_output():
+                    return hydra_main()
             except KeyboardInterrupt:
                 print(f"{_program()}: interrupted", file=sys.stderr)
                 raise SystemExit(130) from None
@@ -141,7 +150,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
                 raise SystemExit(1) from None
             except Exception as err:
                 _exit_if_user_error(err, config_name)
-                raise
+                _exit_with_traceback(err)
             finally:
                 if not show_traceback:
                     os.environ.pop(FULL_ERROR, None)
@@ -166,8 +175,30 @@ def _exit_if_user_error(err: BaseException, config_name: str) -> None:
     message = user_message(err, config_name, sys.argv[1:])
     if message is None:
         return
-    print(f"{_program()}: error: {message}", file=sys.stderr)
+    print(f"{_program()}: error: {redact(message)}", file=sys.stderr)
     raise SystemExit(1) from None
+
+
+def _exit_with_traceback(err: BaseException) -> NoReturn:
+    """A bug (or any error with ``HYDRA_FULL_ERROR=1``): its traceback, passwords masked."""
+    text = "".join(traceback.format_exception(err))
+    print(redact(text), end="", file=sys.stderr)
+    raise SystemExit(1) from None
+
+
+def _redact_run_files() -> None:
+    """Mask passwords in what Hydra saved of this run (``.hydra/{config,hydra,overrides}.yaml``:
+    the command line and the composed config) and in every log record from now on."""
+    from hydra.core.hydra_config import HydraConfig
+
+    redact_logging()
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.output_subdir is None:
+        return
+    saved = Path(hydra_cfg.runtime.output_dir) / str(hydra_cfg.output_subdir)
+    redact_files(saved.glob("*.yaml"))
 
 
 def _program() -> str:
@@ -179,6 +210,8 @@ def _program() -> str:
 
 def user_message(err: BaseException, config_name: str, overrides: list[str]) -> str | None:
     """The one-line message for a user error, or None if `err` looks like a bug."""
+    if isinstance(err, OverrideParseException):
+        return override_syntax_message(str(err), overrides)
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         return _missing_option(str(err))
     if isinstance(err, ConfigCompositionException):
@@ -270,6 +303,100 @@ def _full_key(text: str) -> str:
         return found.group(1)
     found = re.search(r"Missing mandatory value: (\S+)", text)
     return found.group(1) if found else "a required value"
+
+
+# -- overrides Hydra's grammar rejects --------------------------------------------------------
+
+# characters Hydra's override grammar reserves in an unquoted value
+_RESERVED = "$()`{}[]<>'\",=:!&|;*?\\"
+
+
+def override_syntax_message(text: str, overrides: list[str]) -> str:
+    """The override Hydra could not parse, what is wrong with it and the same override written
+    so that it parses (as typed in a POSIX shell).
+
+    Hydra's parser names the failing override only sometimes, so each one is parsed again on
+    its own; the first that fails is the one named.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    args = _override_args(overrides)
+    for i, arg in enumerate(args):
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as err:
+            return f"{arg!r} is not a valid override ({_grammar_reason(str(err))}): " + _fix(
+                arg, args[i + 1 :]
+            )
+    return _first_lines(text)
+
+
+def _override_args(argv: list[str]) -> list[str]:
+    """The overrides of a command line, without Hydra's flags and their values (`--cfg job`)."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        known, _ = get_args_parser().parse_known_args(argv)
+    except SystemExit:  # a flag argparse rejects: keep what looks like an override
+        return [a for a in argv if not a.startswith("-")]
+    return list(known.overrides)
+
+
+def _grammar_reason(text: str) -> str:
+    keep = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip()
+        and not line.startswith(("See https://", "Error parsing override"))
+        and line.strip() != "^"
+    ]
+    reason = " ".join(keep).replace("LexerNoViableAltException: ", "unexpected character in ")
+    return reason or "Hydra's override grammar rejects it"
+
+
+def _fix(arg: str, rest: list[str]) -> str:
+    key, eq, value = arg.partition("=")
+    if not eq:
+        return (
+            "an override is key=value; if the shell split one override at a space, quote it "
+            "whole, e.g. 'sweep.seeds=[0, 1]'"
+        )
+    opened = value[:1]
+    if opened in "[{" and not _balanced(value):
+        joined = value
+        for part in rest:  # the pieces a space split off, while the brackets stay open
+            joined += " " + part
+            if _balanced(joined):
+                break
+        closing = "]" if opened == "[" else "}"
+        example = (
+            f"{key}={joined}" if _balanced(joined) else f"{key}={value.rstrip(', ')}, ...{closing}"
+        )
+        what = "list" if opened == "[" else "mapping"
+        return f"the {what} is cut short; quote the whole override: '{example}'"
+    if opened == "[" and "=" in value:
+        items = [x.strip().strip("'\"") for x in value[1:-1].split(",") if x.strip()]
+        quoted = ",".join(f'"{x}"' for x in items)
+        return (
+            "a list element holding '=' needs its own quotes in Hydra's grammar, and the whole "
+            f"override shell quotes: '{key}=[{quoted}]'"
+        )
+    if any(c in _RESERVED for c in value):
+        inner = value.replace('"', '\\"')
+        return (
+            "a value holding characters of Hydra's grammar ($ ( ) ` [ ] { } , = quotes) goes in "
+            f"double quotes, the whole override in single quotes: '{key}=\"{inner}\"'"
+        )
+    return f"quote the value: '{key}=\"{value}\"'"
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for c in text:
+        depth += c in "[{"
+        depth -= c in "]}"
+    return depth <= 0
 
 
 # -- "did you mean": misspelled keys and options ----------------------------------------------

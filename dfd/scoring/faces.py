@@ -16,6 +16,7 @@ from PIL import Image
 
 from dfd.data.frames import FrameTransform
 from dfd.models.detector import Detector
+from dfd.scoring.inference import NonFiniteScoresError
 
 PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -70,6 +71,13 @@ class FaceScorer:
         )
         with autocast:
             probs = self.model.fake_probability(batch).float().cpu().numpy()  # (B,)
+        if not np.isfinite(probs).all():
+            # never a row that says "ok" with no score in it
+            raise NonFiniteScoresError(
+                f"{int((~np.isfinite(probs)).sum())} of {len(probs)} faces got a non-finite "
+                f"p(fake): the checkpoint's weights or the precision broke; check the "
+                f"checkpoint, or score in full precision (precision=no)"
+            )
         for (record, _), p in zip(self._pending, probs, strict=True):
             record.p_fake = float(p)
         self._pending = []

@@ -1,6 +1,14 @@
-"""Scoring frames with the detector, across any number of processes, each frame counted once."""
+"""Scoring frames with the detector, across any number of processes, each frame counted once.
+
+A frame that could not be read (``data.on_error=skip``) and a frame whose score is not a
+number are two different things and stay apart: the first is left out of the metrics and
+counted as unreadable; the second means the weights or the precision broke, and stops the
+evaluation naming the set (`NonFiniteScoresError`) unless ``eval.allow_nonfinite=true``.
+"""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -12,13 +20,18 @@ from dfd.runtime.progress import progress
 from dfd.scoring.metrics import detection_metrics
 
 
+class NonFiniteScoresError(FloatingPointError):
+    """The detector gave NaN or infinite p(fake) for some frames (never an unreadable frame)."""
+
+
 def predict(
     task: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, desc: str = "eval"
 ) -> tuple[np.ndarray, np.ndarray]:
     """p(fake) of every frame of the loader's dataset, in dataset order, on every process.
 
-    Returns ``(scores, unreadable)``: NaN scores at the rows of frames that could not be
-    read (``data.on_error=skip``), whose row numbers are the second array. Each process
+    Returns ``(scores, unreadable)``: the rows of frames that could not be read
+    (``data.on_error=skip``) are the second array, and their scores are NaN; any other
+    score is the detector's, NaN or infinite only if the detector gave that. Each process
     scores its shard in the accelerator's precision under inference mode;
     `gather_for_metrics` drops the samples Accelerate duplicated to even out the last
     batch, and the rows are checked to cover the dataset exactly once, so no frame is lost
@@ -81,14 +94,34 @@ def evaluate(
     accelerator: Accelerator,
     desc: str,
     aggregate: str = "mean",
+    allow_nonfinite: bool = False,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Frame- and video-level metrics of one dataset, its frame scores and unreadable rows.
 
-    Unreadable frames are left out of the metrics (and counted by the caller).
+    Unreadable frames are left out of the metrics (and counted by the caller). A frame the
+    detector scored NaN or infinite raises `NonFiniteScoresError` naming `desc` (the set) and
+    the first such frame; with `allow_nonfinite` such frames are left out of the metrics too,
+    with a warning that counts them.
     """
     scores, unreadable = predict(task, loader, accelerator, desc)
     index: FrameIndex = loader.dataset.index
-    keep = ~np.isnan(scores)
+    keep = np.ones(len(scores), dtype=bool)
+    keep[unreadable] = False
+    broken = keep & ~np.isfinite(scores)
+    if broken.any():
+        first = int(np.flatnonzero(broken)[0])
+        what = (
+            f"{desc}: {int(broken.sum())} of {int(keep.sum())} frames got a non-finite p(fake) "
+            f"(first: {index.paths[first]}, {scores[first]})"
+        )
+        if not allow_nonfinite:
+            raise NonFiniteScoresError(
+                f"{what}: the weights or the precision broke; check the checkpoint, score in "
+                f"full precision (precision=no), or set eval.allow_nonfinite=true to leave "
+                f"such frames out of the metrics"
+            )
+        warnings.warn(f"{what}: left out of the metrics (eval.allow_nonfinite=true)", stacklevel=2)
+        keep &= ~broken
     if keep.all():
         metrics = detection_metrics(index.video_ids, index.labels, scores, aggregate=aggregate)
     else:

@@ -100,7 +100,14 @@ def evaluate_robustness(
 
     def score(index: FrameIndex, tf, desc: str) -> dict[str, float]:
         loader = target_loader(index, tf, accelerator, setup)
-        metrics, _, _ = evaluate(task, loader, accelerator, desc=desc, aggregate=setup.aggregate)
+        metrics, _, _ = evaluate(
+            task,
+            loader,
+            accelerator,
+            desc=desc,
+            aggregate=setup.aggregate,
+            allow_nonfinite=setup.allow_nonfinite,
+        )
         return metrics
 
     clean = {name: score(index, transform, f"clean {name}") for name, index in targets.items()}

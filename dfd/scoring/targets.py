@@ -25,27 +25,45 @@ MEAN_KEYS = ("video_auc", "frame_auc")
 class TargetScoring:
     """How target frames are read and scored: the evaluation batch size and loader workers,
     what an unreadable frame does (``raise`` | ``skip``, `data.on_error`), a video's score
-    from its frames' (``mean`` | ``median``, `eval.aggregate`) and the frame stores to read
-    (`data.store`; None: decode the files)."""
+    from its frames' (``mean`` | ``median``, `eval.aggregate`), the frame stores to read
+    (`data.store`; None: decode the files) and whether a non-finite score is left out of the
+    metrics rather than an error (`eval.allow_nonfinite`)."""
 
     batch_size: int
     num_workers: int = 0
     on_error: str = "raise"
     aggregate: str = "mean"
     store: StoreOptions | None = None
+    allow_nonfinite: bool = False
 
     @classmethod
     def of_run(cls, cfg) -> TargetScoring:
         """What a training run's config says: `trainer.eval_batch_size`,
-        `trainer.num_workers`, `data.on_error`, `eval.aggregate`, `data.store`."""
+        `trainer.num_workers`, `data.on_error`, `eval.aggregate`, `data.store`,
+        `eval.allow_nonfinite`."""
         t, data = cfg.trainer, cfg.data
         store = StoreOptions.from_config(data.get("store"))
         on_error = data.get("on_error", "raise")
-        return cls(t.eval_batch_size, t.num_workers, on_error, cfg.eval.aggregate, store)
+        allow = allow_nonfinite(cfg.eval)
+        return cls(t.eval_batch_size, t.num_workers, on_error, cfg.eval.aggregate, store, allow)
 
 
-def frame_predictions(index: FrameIndex, scores: np.ndarray) -> pa.Table:
-    """One row per frame: enough to recompute every logged metric (NaN p_fake = unreadable)."""
+def allow_nonfinite(eval_cfg) -> bool:
+    """`eval.allow_nonfinite` (false when absent: a config written before it existed)."""
+    value = eval_cfg.get("allow_nonfinite", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"eval.allow_nonfinite={value!r} must be true or false")
+    return value
+
+
+def frame_predictions(
+    index: FrameIndex, scores: np.ndarray, unreadable: np.ndarray | None = None
+) -> pa.Table:
+    """One row per frame: enough to recompute every logged metric. An unreadable frame has
+    p_fake NaN and `unreadable` true; a NaN p_fake of a read frame is the detector's."""
+    lost = np.zeros(len(index), dtype=bool)
+    if unreadable is not None:
+        lost[unreadable] = True
     return pa.table(
         {
             "path": index.paths,
@@ -53,6 +71,7 @@ def frame_predictions(index: FrameIndex, scores: np.ndarray) -> pa.Table:
             "source": index.sources,
             "label": index.labels,
             "p_fake": scores,
+            "unreadable": lost,
         }
     )
 
@@ -102,9 +121,14 @@ def score_targets(
     for name, index in targets.items():
         loader = target_loader(index, transform, accelerator, setup)
         metrics, scores, lost = evaluate(
-            task, loader, accelerator, desc=f"test {name}", aggregate=setup.aggregate
+            task,
+            loader,
+            accelerator,
+            desc=f"test {name}",
+            aggregate=setup.aggregate,
+            allow_nonfinite=setup.allow_nonfinite,
         )
         per_target[name] = metrics
-        predictions[name] = frame_predictions(index, scores)
+        predictions[name] = frame_predictions(index, scores, lost)
         unreadable[name] = int(lost.size)
     return {"test": per_target, "mean": mean_over_targets(per_target)}, predictions, unreadable

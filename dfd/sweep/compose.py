@@ -4,13 +4,14 @@ would compose it from the sweep's shared overrides and a trial's own."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dfd.runtime.config import PROJECT_ROOT
 from dfd.sweep.space import GridPoint, Param, Value, override_value
@@ -65,13 +66,17 @@ def path_overrides(paths: DictConfig, output_dir: Path) -> list[str]:
 
 
 def check_space(
-    params: Sequence[Param], shared: Sequence[str], enqueue: Sequence[Mapping[str, Value]]
-) -> None:
+    params: Sequence[Param],
+    shared: Sequence[str],
+    enqueue: Sequence[Mapping[str, Value]],
+    base: DictConfig | None = None,
+) -> list[tuple[str, DictConfig]]:
     """Fail at start when a choice, a range's key or an enqueued trial does not compose.
 
     Each value is composed with the shared overrides and, for a conditional parameter, with
     values of its parents that make it active, so a typo (`peft=lnn`, `loss.slerpp`) stops the
-    sweep before any training, naming the parameter.
+    sweep before any training, naming the parameter. Returns every distinct data config met
+    (the `base` config's, any a choice selects) with where it comes from, for `check_data`.
     """
     by_name = {p.name: p for p in params}
 
@@ -81,18 +86,20 @@ def check_space(
             overrides += context(by_name[parent]) + by_name[parent].overrides(allowed[0])
         return overrides
 
+    data = {_key(base.data): ("sweep.base_overrides", base.data)} if base is not None else {}
     for param in params:
         # a range's key is what can be misspelled; its ends were checked by its distribution
         values = param.choices if param.low is None else (param.low,)
         for value in values:
             overrides = [*shared, *context(param), *param.overrides(value)]
             try:
-                compose_train_config(overrides)
+                cfg = compose_train_config(overrides)
             except Exception as err:
                 raise ValueError(
                     f"sweep.space.{param.name}={value!r}: the overrides {param.overrides(value)} "
                     f"do not compose with the sweep's base overrides: {err}"
                 ) from err
+            data.setdefault(_key(cfg.data), (f"sweep.space.{param.name}={value!r}", cfg.data))
     for i, trial in enumerate(enqueue):
         for name, value in trial.items():
             if name not in by_name:
@@ -101,15 +108,18 @@ def check_space(
                 )
             if not by_name[name].contains(value):
                 raise ValueError(f"sweep.enqueue[{i}]: {name}={value!r} is outside its space")
+    return list(data.values())
 
 
-def check_grid(points: Sequence[GridPoint], shared: Sequence[str]) -> None:
+def check_grid(points: Sequence[GridPoint], shared: Sequence[str]) -> list[tuple[str, DictConfig]]:
     """Fail at start when a row does not compose or pairs a loss with a head it cannot train.
 
     Every row is composed once (its first seed) with the shared overrides: a typo in a row or
-    an impossible row stops the sweep before any training, naming the row.
+    an impossible row stops the sweep before any training, naming the row. Returns every
+    distinct data config of the rows with the first row using it, for `check_data`.
     """
     seen: set[str] = set()
+    data: dict[str, tuple[str, DictConfig]] = {}
     for point in points:
         if point.row in seen:
             continue
@@ -124,3 +134,25 @@ def check_grid(points: Sequence[GridPoint], shared: Sequence[str]) -> None:
         reason = pairing_error(cfg)
         if reason is not None:
             raise ValueError(f"sweep.rows.{point.row} cannot train: {reason}")
+        data.setdefault(_key(cfg.data), (f"sweep.rows.{point.row}", cfg.data))
+    return list(data.values())
+
+
+def check_data(sets: Iterable[tuple[str, DictConfig]]) -> None:
+    """Read every distinct data config the sweep's trials will train on, before any trial.
+
+    Each `(where, data)` is read as training reads it (`load_splits`: every dataset's root,
+    lists and labels, through the index cache the trials then reuse), so a missing data root
+    stops the sweep at start, naming the row (or `base_overrides`) and the path.
+    """
+    from dfd.data.splits import load_splits
+
+    for where, data in sets:
+        try:
+            load_splits(data)
+        except (OSError, ValueError) as err:
+            raise type(err)(f"{where}: {err}") from None
+
+
+def _key(node: DictConfig) -> str:
+    return json.dumps(OmegaConf.to_container(node, resolve=True), sort_keys=True, default=str)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, open_dict
 from optuna.trial import FrozenTrial, TrialState
 
 from dfd.engine.callbacks import Callback, RunState, RunStopped
+from dfd.runtime.redact import redact
 from dfd.runtime.run_info import run_name
 from dfd.sweep.compose import compose_train_config, pairing_error, path_overrides
 from dfd.sweep.space import GridPoint, Param, Value
@@ -90,7 +91,7 @@ def train_trial(
     error is recorded in the trial's `reason` and re-raised.
     """
     out_dir = ctx.trials_dir / f"{trial.number:03d}"
-    trial.set_user_attr("overrides", " ".join(overrides))
+    trial.set_user_attr("overrides", redact(" ".join(overrides)))
     trial.set_user_attr("output_dir", str(out_dir))
     cfg = compose_train_config([*path_overrides(ctx.paths, out_dir), *ctx.shared, *overrides])
     reason = pairing_error(cfg)
@@ -120,7 +121,7 @@ def train_trial(
         trial.set_user_attr("reason", str(err))
         raise
     except Exception as err:
-        trial.set_user_attr("reason", f"{type(err).__name__}: {err}"[:2000])
+        trial.set_user_attr("reason", redact(f"{type(err).__name__}: {err}")[:2000])
         raise
     finally:
         # the trial's model is garbage now (gc_after_trial collects it): give its GPU memory back

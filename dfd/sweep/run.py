@@ -20,17 +20,20 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from dfd.report.study import report_study
+from dfd.runtime.redact import redact_values
 from dfd.sweep.compose import (
+    check_data,
     check_grid,
     check_space,
     compose_train_config,
     path_overrides,
     train_config_source,
 )
-from dfd.sweep.grid import run_grid
+from dfd.sweep.grid import GRID_SEARCH_TAKEN, is_grid_sampler, run_grid, run_grid_search
 from dfd.sweep.objective import SearchObjective, TrialContext
 from dfd.sweep.space import parse_grid, parse_space
-from dfd.sweep.storage import GridClaims, open_study, redact
+from dfd.sweep.storage import GridClaims, check_storage, open_study, storage_errors
+from dfd.tracking.pending import PENDING_FILE
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +60,19 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
     to `cfg.paths.output_dir`.
     """
     spec = cfg.sweep
+    check_storage(str(cfg.storage))  # seconds, before composing and checking every row
     out_dir = Path(cfg.paths.output_dir)
     grid = is_grid(spec)
+    grid_search = None
     shared = [*spec.base_overrides, *cfg.overrides]
     with_paths = [*path_overrides(cfg.paths, out_dir), *shared]
     catch = tuple(get_class(name) for name in cfg.get("catch") or [])
-    with train_config_source():
+    with train_config_source(), storage_errors(str(cfg.storage)):
         base = compose_train_config(with_paths)
         monitor = str(base.trainer.monitor)
         if grid:
             points = parse_grid(spec.rows, spec.seeds)
-            check_grid(points, with_paths)
+            data = check_grid(points, with_paths)
             reference = spec.get("reference")
             if reference is not None and reference not in spec.rows:
                 raise ValueError(
@@ -75,10 +80,14 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
                 )
         else:
             params = parse_space(spec.space)
-            check_space(params, with_paths, spec.get("enqueue") or [])
+            data = check_space(params, with_paths, spec.get("enqueue") or [], base)
+            grid_search = _grid_sampler_space(spec, params)
+            n_trials = int(spec.n_trials)
+        check_data(data)  # a missing data root stops the sweep here, not in its first trial
         study = open_study(cfg, f"val/{monitor}")
         ctx = TrialContext(shared, cfg.paths, out_dir / "trials", str(spec.study_name), monitor)
         parent = _parent_tracker(base, spec)
+        parent.journal = out_dir / PENDING_FILE
         with parent.run(_loggable(cfg)):
             if grid:
                 claims = GridClaims(str(cfg.storage), study)
@@ -86,10 +95,36 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
                     run_grid(study, points, claims, ctx, catch)
                 finally:
                     claims.close()
+            elif grid_search is not None:
+                claims = GridClaims(str(cfg.storage), study, taken=GRID_SEARCH_TAKEN)
+                objective = SearchObjective(ctx, params)
+                try:
+                    run_grid_search(study, grid_search, objective, claims, n_trials, catch)
+                finally:
+                    claims.close()
             else:
-                run_search(study, SearchObjective(ctx, params), int(spec.n_trials), catch)
+                run_search(study, SearchObjective(ctx, params), n_trials, catch)
             report_study(study, parent, out_dir, monitor, spec, str(base.tracking.uri) or None)
     return study
+
+
+def _grid_sampler_space(spec: DictConfig, params) -> dict | None:
+    """The search space of a search sweep whose sampler is Optuna's `GridSampler` (run through
+    the grid claims, `run_grid_search`), or None for any other sampler."""
+    if not is_grid_sampler(spec.get("sampler")):
+        return None
+    space = OmegaConf.to_container(spec.sampler.get("search_space") or {}, resolve=True)
+    names = [p.name for p in params]
+    missing = [n for n in names if n not in space]
+    unknown = [n for n in space if n not in names]
+    if missing or unknown or spec.get("enqueue"):
+        raise ValueError(
+            f"sweep {spec.study_name!r}: a GridSampler's search_space must list the values of "
+            f"every parameter of sweep.space, and only those (missing {missing}, not in the "
+            f"space {unknown}), and take no enqueue: it would draw the missing ones at random. "
+            f"For an ablation, a `rows` grid is simpler (sweeps/README.md)"
+        )
+    return space
 
 
 def run_search(
@@ -129,6 +164,4 @@ def _parent_tracker(base: DictConfig, spec: DictConfig):
 
 
 def _loggable(cfg: DictConfig) -> DictConfig:
-    safe = OmegaConf.to_container(cfg, resolve=True)
-    safe["storage"] = redact(str(cfg.storage))
-    return OmegaConf.create(safe)
+    return OmegaConf.create(redact_values(OmegaConf.to_container(cfg, resolve=True)))

@@ -13,10 +13,12 @@ it) can be taken over, again with one conditional UPDATE that only one worker wi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -24,7 +26,17 @@ import sqlalchemy as sa
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
-from sqlalchemy.engine import make_url
+
+from dfd.runtime.redact import redact
+from dfd.runtime.stores import (
+    MLFLOW_TABLES,
+    OPTUNA_TABLES,
+    StoreError,
+    check_database_server,
+    check_sqlite_store,
+    connect_args,
+    describe_store_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +47,32 @@ STALE_CLAIM_S = 600.0
 _TAKEN = (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE)
 
 
-def redact(url: str) -> str:
-    """A storage URL without its password (safe to print and to log to MLflow)."""
+STORAGE = "sweep storage"
+
+
+@contextlib.contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Errors of the study's database (unreachable, read-only, damaged, locked for longer than
+    `dfd.runtime.stores.LOCK_WAIT_S`) as one line naming the storage, password masked."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL: let create_study report it
-        return url
+        yield
+    except (sa.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
+        for cause in (err, err.__cause__, err.__context__):
+            message = cause is not None and describe_store_error(url, cause, STORAGE, "storage")
+            if message:
+                raise StoreError(message) from None
+        raise
+
+
+def check_storage(url: str) -> None:
+    """Fail at once, in one line, when the storage cannot serve a study: an sqlite file that is
+    not one (or is another program's database), or a database server that does not answer
+    within `dfd.runtime.stores.CONNECT_TIMEOUT_S`. Run before anything slow, so a wrong
+    `storage` is known in seconds."""
+    check_sqlite_store(
+        url, STORAGE, "storage", must_exist=False, tables=OPTUNA_TABLES, foreign=MLFLOW_TABLES
+    )
+    check_database_server(url, STORAGE, "storage")
 
 
 def open_study(cfg: DictConfig, metric_name: str) -> optuna.Study:
@@ -51,6 +83,7 @@ def open_study(cfg: DictConfig, metric_name: str) -> optuna.Study:
     """
     spec = cfg.sweep
     url = str(cfg.storage)
+    check_storage(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     beat = cfg.get("heartbeat_interval")
@@ -86,7 +119,10 @@ def _rdb_storage(url: str, beat: int | None, tries: int = 5) -> optuna.storages.
     for attempt in range(tries):
         try:
             return optuna.storages.RDBStorage(
-                url, heartbeat_interval=beat, grace_period=2 * beat if beat else None
+                url,
+                engine_kwargs={"connect_args": connect_args(url)},
+                heartbeat_interval=beat,
+                grace_period=2 * beat if beat else None,
             )
         except sa.exc.SQLAlchemyError as err:
             if attempt == tries - 1 or "exist" not in str(err).lower():
@@ -113,16 +149,23 @@ class GridClaims:
     """Exclusive claims on a grid study's points, held in the study's own database.
 
     `claim(point)` returns True for exactly one caller among all processes while the point
-    is free; a point is taken while its claim's trial is RUNNING, WAITING or COMPLETE (or has
-    no trial yet, for up to `STALE_CLAIM_S`), and free again once that trial is FAIL or PRUNED.
+    is free; a point is taken while its claim's trial is in one of the `taken` states (RUNNING,
+    WAITING or COMPLETE by default) or has no trial yet (for up to `STALE_CLAIM_S`), and free
+    again once that trial is FAIL (or PRUNED, unless `taken` holds it).
     `bind(point, trial_number)` records which trial trains a claimed point.
     """
 
-    def __init__(self, url: str, study: optuna.Study, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        study: optuna.Study,
+        owner: str | None = None,
+        taken: tuple[TrialState, ...] = _TAKEN,
+    ) -> None:
         self.study = study
+        self.taken = taken
         self.owner = owner or uuid.uuid4().hex
-        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        self.engine = sa.create_engine(url, **kwargs)
+        self.engine = sa.create_engine(url, connect_args=connect_args(url))
         try:
             _metadata.create_all(self.engine, checkfirst=True)
         except sa.exc.DatabaseError:
@@ -202,4 +245,4 @@ class GridClaims:
             return time.time() - held.claimed_at > STALE_CLAIM_S
         trials = self.study.get_trials(deepcopy=False)
         state = next((t.state for t in trials if t.number == held.trial_number), None)
-        return state is not None and state not in _TAKEN
+        return state is not None and state not in self.taken

@@ -19,6 +19,7 @@ from dfd.engine.callbacks import Callback, Results, RunState, RunStopped
 from dfd.report.plots import plot_results
 from dfd.report.results import write_results_table
 from dfd.runtime.run_info import run_name, run_tags
+from dfd.tracking.pending import PENDING_FILE
 from dfd.tracking.tracker import Tracker, _raise_interrupt, flatten
 
 
@@ -48,6 +49,8 @@ class MLflowCallback(Callback):
         if not t.enabled:
             return
         resumed_id = run.run_id
+        # what a lost server cannot take waits in the run folder (dfd.tracking.pending)
+        t.journal = Path(run.output_dir) / PENDING_FILE
         overrides = list(run.extra.get("overrides") or [])
         if t.run_name is None:
             # from what the command changed, never from MLflow's RNG (seeded by the run)

@@ -11,9 +11,12 @@ store and marked FAILED (`mark_dead_runs`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import os
 import signal
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,21 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from dfd.runtime.interprocess import file_lock, pid_alive
+from dfd.runtime.redact import redact, redact_logging, redacted_output
+from dfd.runtime.stores import StoreError, check_tracking_server, describe_store_error
+from dfd.tracking.pending import (
+    PENDING_FILE,
+    PendingCalls,
+    artifact_call,
+    is_transient,
+    metric_call,
+    params_call,
+    send,
+    tags_call,
+    terminate_call,
+)
+
+log = logging.getLogger(__name__)
 
 # MLflow caps one param value at 6000 characters and a batch at 100 params
 _MAX_PARAM_CHARS, _BATCH = 6000, 100
@@ -119,6 +137,12 @@ def mark_dead_runs(uri: str, experiment: str, skip: set[str] = frozenset()) -> l
         if pid_alive(int(pid)):
             continue
         where = tags.get("dfd.run_dir", "its run folder")
+        pending = PendingCalls(Path(where) / PENDING_FILE)
+        # its process ended while the server was down: what it kept may end the run
+        sent = len(pending) and pending.send(client, run.info.run_id)
+        if sent and client.get_run(run.info.run_id).info.status != "RUNNING":
+            print(f"MLflow run {run.info.run_id}: sent what its process kept in {where}")
+            continue
         client.set_tag(
             run.info.run_id,
             "dfd.failure",
@@ -131,7 +155,15 @@ def mark_dead_runs(uri: str, experiment: str, skip: set[str] = frozenset()) -> l
 
 
 class Tracker:
-    """Thin wrapper around one MLflow run; a disabled tracker (or a non-main process) does nothing."""
+    """Thin wrapper around one MLflow run; a disabled tracker (or a non-main process) does nothing.
+
+    A server lost mid-run never stops the run: once the run has started, a call that fails for
+    a reason that can pass (`dfd.tracking.pending.is_transient`) is kept in `journal` (a file
+    in the run folder) and the tracker stops calling the server; every `retry_every_s` it
+    tries again, and sends what it kept, in order, as soon as the server answers (also at the
+    end of the run, and on resume). MLflow's own HTTP retries are bounded to seconds per call
+    (`HTTP_RETRY_LIMITS`). Without a `journal`, such a failure is raised.
+    """
 
     def __init__(
         self,
@@ -144,6 +176,7 @@ class Tracker:
         nested: bool = False,
         tags: Mapping[str, Any] | None = None,
         log_model: str = "checkpoint",
+        retry_every_s: float = 30.0,
     ) -> None:
         self.uri, self.experiment = uri, experiment
         self.artifact_location = artifact_location
@@ -154,32 +187,92 @@ class Tracker:
         # the selected detector as an MLflow model: checkpoint | full | none
         # (dfd.tracking.logged_model)
         self.log_model = log_model
+        self.retry_every_s = float(retry_every_s)
         self.run_id: str | None = None
+        self.journal: Path | None = None
+        self._offline_until: float | None = None  # monotonic time of the next try, when down
+
+    def check_reachable(self) -> None:
+        """Fail in seconds, naming the URI, when the tracking server does not answer (call it
+        before slow work: a run should not load its data only to find no server)."""
+        if self.enabled:
+            check_tracking_server(self.uri)
 
     def start(self, run_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
-        """Start a new run, or continue `run_id` (a resumed run); returns its id."""
+        """Start a new run, or continue `run_id` (a resumed run); returns its id.
+
+        The first contact: a store that cannot be reached (or read) fails here in one line.
+        A resumed run first sends what its journal kept from before.
+        """
+        bound_http_retries()
+        redact_logging()  # MLflow's own handlers too: they would print the URI as given
+        check_tracking_server(self.uri)
         mlflow.set_tracking_uri(self.uri)
-        experiment_id = prepare_experiment(self.uri, self.experiment, self.artifact_location)
-        dead = mark_dead_runs(self.uri, self.experiment, skip={run_id} if run_id else set())
+        try:
+            experiment_id = prepare_experiment(self.uri, self.experiment, self.artifact_location)
+            dead = mark_dead_runs(self.uri, self.experiment, skip={run_id} if run_id else set())
+        except Exception as err:
+            message = describe_store_error(self.uri, err, "MLflow store", "tracking.uri")
+            if message is None:
+                raise
+            raise StoreError(message) from None
         for rid in dead:
             print(f"MLflow run {rid} was left RUNNING by a process that died: marked FAILED")
-        all_tags = {**self.tags, **(tags or {})}
+        all_tags = {k: redact(v) for k, v in {**self.tags, **(tags or {})}.items()}
         if run_id:
             run = mlflow.start_run(run_id=run_id, nested=self.nested)
-            mlflow.set_tags(all_tags)
+            self.run_id = run.info.run_id
+            if self.journal is not None and len(PendingCalls(self.journal)):
+                kept = len(PendingCalls(self.journal))
+                if PendingCalls(self.journal).send(self._client(), run_id, skip_terminate=True):
+                    log.warning("MLflow: sent %d calls this run could not make before", kept)
+            self._send(tags_call(all_tags))
         else:
             run = mlflow.start_run(
                 experiment_id=experiment_id,
-                run_name=self.run_name,
+                run_name=redact(self.run_name) if self.run_name else None,
                 nested=self.nested,
                 tags=all_tags or None,
             )
-        self.run_id = run.info.run_id
+            self.run_id = run.info.run_id
         return self.run_id
 
     def end(self, status: str) -> None:
-        if self.enabled and self.run_id:
-            mlflow.end_run(status=status)
+        """End the run with `status`; a server that is down gets it (and everything kept) later."""
+        if not (self.enabled and self.run_id):
+            return
+        if self._offline_until is None:
+            failed = None
+            try:
+                # pops this process's active run even if it fails; MLflow prints a link to the
+                # run made from the tracking URI as given (password included): masked
+                with redacted_output():
+                    mlflow.end_run(status=status)
+                return
+            except Exception as err:
+                if self.journal is None or not is_transient(err):
+                    raise
+                failed = err
+            # outside the except block: a log record made there would carry MLflow's
+            # exception, URI and password, into any traceback a handler prints
+            self._went_offline(failed)
+        else:
+            _pop_active_run()
+        pending = PendingCalls(self.journal)
+        pending.keep(terminate_call(status))
+        if pending.send(self._client(), self.run_id):
+            log.warning("MLflow: the server answers again; every kept call was sent")
+            return
+        log.warning(
+            "MLflow: %d calls of run %s could not reach %s; they are kept in %s and sent when "
+            "this run is resumed (trainer.resume=%s) or by the next dfd command on this host "
+            "once the server answers",
+            len(pending),
+            self.run_id,
+            redact(self.uri),
+            self.journal,
+            self.journal.parent,
+        )
 
     @contextlib.contextmanager
     def run(self, cfg: DictConfig, active: bool = True) -> Iterator[Tracker]:
@@ -206,9 +299,9 @@ class Tracker:
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
-        items = [(k, str(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()]
+        items = [(k, redact(v)[:_MAX_PARAM_CHARS]) for k, v in params.items()]
         for start in range(0, len(items), _BATCH):
-            mlflow.log_params(dict(items[start : start + _BATCH]))
+            self._send(params_call(dict(items[start : start + _BATCH])))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if not self.enabled:
@@ -217,19 +310,94 @@ class Tracker:
             k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))
         }
         if clean:
-            mlflow.log_metrics(clean, step=step)
+            self._send(metric_call(clean, step))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.enabled and self.run_id:
-            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+            self._send(tags_call({k: redact(v) for k, v in tags.items()}))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if not self.enabled:
             return
-        if Path(path).is_dir():
-            mlflow.log_artifacts(str(path), artifact_path)
-        else:
-            mlflow.log_artifact(str(path), artifact_path)
+        self._send(artifact_call(path, artifact_path))
+
+    # -- a server that stops answering ---------------------------------------------------
+    def _client(self) -> MlflowClient:
+        return MlflowClient(self.uri)
+
+    def _send(self, call: dict) -> None:
+        """Make one call on the run, or keep it while the server is down (see the class doc)."""
+        if self._offline_until is not None:
+            if time.monotonic() < self._offline_until or not _answers(self.uri):
+                self._offline_until = time.monotonic() + self.retry_every_s
+                PendingCalls(self.journal).keep(call)
+                return
+            pending = PendingCalls(self.journal)
+            pending.keep(call)
+            if pending.send(self._client(), self.run_id):
+                self._offline_until = None
+                log.warning("MLflow: %s answers again; every kept call was sent", redact(self.uri))
+            else:
+                self._offline_until = time.monotonic() + self.retry_every_s
+            return
+        failed = None
+        try:
+            send(self._client(), self.run_id, call)
+        except Exception as err:
+            if self.journal is None or not is_transient(err):
+                raise
+            failed = err
+        if failed is not None:  # (not in the except block: see `end`)
+            self._went_offline(failed)
+            PendingCalls(self.journal).keep(call)
+
+    def _went_offline(self, err: BaseException) -> None:
+        self._offline_until = time.monotonic() + self.retry_every_s
+        reason = redact(
+            str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        )
+        log.warning(
+            "MLflow: %s does not answer (%s); the run goes on, its calls are kept in %s and "
+            "sent when the server answers again (tried every %.0f s) or on resume",
+            redact(self.uri),
+            reason[:300],
+            self.journal,
+            self.retry_every_s,
+        )
+
+
+# MLflow's defaults retry one HTTP call 7 times with exponential backoff (about 4 minutes)
+# and wait 120 s for an answer; a run that logs every epoch needs seconds. Set only where the
+# user has not set them.
+HTTP_RETRY_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+def bound_http_retries() -> None:
+    """Bound MLflow's HTTP retries (`HTTP_RETRY_LIMITS`) unless the environment sets them."""
+    for name, value in HTTP_RETRY_LIMITS.items():
+        os.environ.setdefault(name, value)
+
+
+def _answers(uri: str) -> bool:
+    """Whether the store answers now (a quick probe; local stores always do)."""
+    try:
+        check_tracking_server(uri, timeout=2)
+    except StoreError:
+        return False
+    return True
+
+
+def _pop_active_run() -> None:
+    """End this process's active run locally, without telling the server (it is down)."""
+    from mlflow.tracking.fluent import _active_run_stack
+
+    stack = _active_run_stack.get()
+    if stack:
+        stack.pop()
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

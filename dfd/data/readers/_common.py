@@ -19,6 +19,7 @@ import inspect
 import json
 import logging
 import os
+import posixpath
 import re
 import typing
 from collections import Counter
@@ -130,21 +131,44 @@ def require_file(dataset: str, path: str, what: str, config_key: str) -> None:
         )
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members as a dict; a key given twice is an error (json keeps the last and
+    drops the first without a word: a video listed twice would lose its first entry)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            siblings = [k for k, _ in pairs if k != key][:3]
+            raise _RepeatedKey(f"key {key!r} appears twice in one object (beside {siblings})")
+        out[key] = value
+    return out
+
+
 def load_json(
     dataset: str, path: str, expected: type, shape: str, fix: str, reason: str = ""
 ) -> Any:
     """Parse a label or split JSON file whose top level must be of type `expected`.
 
-    Invalid JSON or another top-level type is a `DataError` naming the file, the expected
-    `shape`, and the `fix`; `reason` (e.g. ``" [bad_split_file]"``) tags the message.
+    Invalid JSON, a key repeated within one object (a video or frame listed twice, of which
+    plain JSON keeps only the last) or another top-level type is a `DataError` naming the
+    file, the expected `shape`, and the `fix`; `reason` (e.g. ``" [bad_split_file]"``) tags
+    the message.
     """
     try:
         with open(path) as f:
-            data = json.load(f)
+            data = json.load(f, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise DataError(
             f"dataset {dataset!r}: {path}: not valid JSON ({err}){reason}. Fix: {fix}"
         ) from err
+    except _RepeatedKey as err:
+        raise DataError(
+            f"dataset {dataset!r}: {path}: {err} [duplicate]. Fix: keep one entry per key "
+            f"(merge the two entries' frames into one if both are right)"
+        ) from None
     if not isinstance(data, expected):
         raise DataError(
             f"dataset {dataset!r}: {path}: expected {shape}, got {type(data).__name__}{reason}. Fix: {fix}"
@@ -162,13 +186,46 @@ def require_dir(dataset: str, path: str, what: str, config_key: str) -> None:
         )
 
 
-def frame_dir_key(raw_relpath: str) -> tuple[str, str]:
+def normalized(path: str) -> str:
+    """`path` with Windows separators turned to ``/`` and ``.``, ``..`` and repeated ``/``
+    resolved as text (`posixpath.normpath`; symbolic links are not followed): what every
+    reader derives a label, source and video from, so ``real/v0/../v1/000.png`` is read as
+    ``real/v1/000.png``, never as a video named ``..``. Cheap for a path already normal."""
+    path = path.replace("\\", "/")
+    if "/." in path or "//" in path or path.startswith(".") or path.endswith("/"):
+        path = posixpath.normpath(path)
+    return path
+
+
+def leaves_root(relpath: str) -> bool:
+    """Whether a normalized relative path climbs above the folder it is relative to."""
+    return relpath == ".." or relpath.startswith("../")
+
+
+def _not_normal(paths: Sequence[str]) -> str | None:
+    """The first path of `paths` that `normalized` would change (a reader that forgot to
+    normalize), or None; one scan of one joined string, so a million paths cost milliseconds."""
+    text = "\n".join(paths)
+    if "/." not in text and "//" not in text:  # (a hidden file's "/." only costs the slow look)
+        return None
+    return next((p for p in paths if posixpath.normpath(p) != p), None)
+
+
+def frame_dir_key(raw_relpath: str, where: str = "") -> tuple[str, str]:
     """(source, video) folder names of a raw video path: its parent folder's name and its stem.
 
     ``Celeb-synthesis/id0_id1_0000.mp4`` -> (``Celeb-synthesis``, ``id0_id1_0000``): the
-    mapping ``python -m dfd.preprocess`` uses to name a video's frame folder.
+    mapping ``python -m dfd.preprocess`` uses to name a video's frame folder. The path is
+    `normalized` first; one that climbs out of the dataset's folder is a `DataError`
+    naming `where` (the list file and line).
     """
-    p = PurePosixPath(raw_relpath.replace("\\", "/"))
+    rel = normalized(raw_relpath)
+    if leaves_root(rel):
+        raise DataError(
+            f"{where + ': ' if where else ''}{raw_relpath!r} leaves the dataset's folder "
+            f"[outside_root]. Fix: list the path below the dataset's folder"
+        )
+    p = PurePosixPath(rel)
     return p.parent.name, p.stem
 
 
@@ -258,6 +315,48 @@ class Reading:
         self.scanner = scanner
         self.problems = Problems(name, on_error)
         self.rows = Rows()
+        self._listed: dict[tuple[str, str], str] = {}  # (split, video id) -> where listed
+
+    def add_video(
+        self,
+        paths: list[str],
+        *,
+        label: int,
+        video_id: str,
+        source: str,
+        split: str,
+        where: str,
+        source_video: str = "",
+    ) -> None:
+        """Add one listed video's frames; a video id listed a second time in the same split is
+        a bad item ``duplicate_video`` naming both entries (never two videos merged into one,
+        nor the first silently replaced)."""
+        first = self._listed.setdefault((split, video_id), where)
+        if first != where:
+            self.problems(
+                "duplicate_video",
+                where,
+                f"video {video_id!r} of split {split!r} is listed again (first at {first})",
+                "list each video once per split (merge the two entries if both are right)",
+            )
+            return
+        self.rows.add_paths(paths, label, video_id, source, split, source_video)
+
+    def entry_path(self, root: str, entry: str, where: str) -> str | None:
+        """The frame path a list entry names: relative to `root` unless absolute, `normalized`.
+        A relative entry that climbs out of `root` is a bad item ``outside_root``."""
+        path = normalized(entry)
+        if path.startswith("/"):
+            return path
+        if leaves_root(path):
+            self.problems(
+                "outside_root",
+                where,
+                f"{entry!r} leaves the dataset's root {root}",
+                "list the frame below root (or by its absolute path)",
+            )
+            return None
+        return f"{root}/{path}" if path != "." else root
 
     def video_folder(
         self,
@@ -293,8 +392,16 @@ class Reading:
                 "or delete the empty folder",
             )
             return
-        paths = [f"{folder}/{f}" for f in frames]
-        self.rows.add_paths(paths, label, video_id, source, split, source_video)
+        paths = [f"{normalized(folder)}/{f}" for f in frames]
+        self.add_video(
+            paths,
+            label=label,
+            video_id=video_id,
+            source=source,
+            split=split,
+            where=where,
+            source_video=source_video,
+        )
 
     def source_folder(self, source_dir: str, what: str, fix: str) -> list[str] | None:
         """The video folders of one source folder; a missing one is a bad item ``missing_source``."""
@@ -469,7 +576,7 @@ def reader(kind: str) -> Callable[[Callable[..., Plan]], Callable[..., FrameInde
 
             def build(scanner: DirScanner) -> FrameIndex:
                 reading = Reading(plan.name or name, on_error, scanner)
-                index = plan.build(reading)
+                index = check_index(plan.build(reading), reading.problems)
                 if verify == "decode":
                     index = drop_unreadable(index, reading.problems, plan.where or kind)
                 return dataclasses.replace(index, skipped=reading.problems.summary())
@@ -481,6 +588,81 @@ def reader(kind: str) -> Callable[[Callable[..., Plan]], Callable[..., FrameInde
         return read
 
     return decorate
+
+
+def check_index(index: FrameIndex, problems: Problems) -> FrameIndex:
+    """What every reader's index must be, checked once when it is built: paths in normal form,
+    each frame once, one label per frame and per video.
+
+    - a path holding ``.``, ``..`` or ``//`` (a reader that derived a label from its text
+      without `normalized`) is a `DataError`;
+    - a frame listed under two labels (a real and a fake video) is a bad item
+      ``conflicting_label``: under ``skip`` every copy goes, since neither label can be
+      trusted; one listed twice with one label is a bad item ``duplicate`` (the first stays);
+    - a video whose frames carry both labels is a bad item ``conflicting_label`` (it goes).
+    """
+    odd = _not_normal(index.paths)
+    if odd is not None:
+        raise DataError(
+            f"dataset {index.name!r}: frame path {odd} holds '.', '..' or '//': its label and "
+            f"video would be read from its text [not_normalized]. Fix: list it by the path it "
+            f"resolves to"
+        )
+    n = len(index)
+    keep = np.ones(n, dtype=bool)
+    labels = np.asarray(index.labels)
+    if len(set(index.paths)) != n:
+        rows: dict[str, list[int]] = {}
+        for i, p in enumerate(index.paths):
+            rows.setdefault(p, []).append(i)
+        for path, found in rows.items():
+            if len(found) < 2:
+                continue
+            videos = [
+                f"{index.video_ids[i]} ({'real' if labels[i] == REAL else 'fake'})" for i in found
+            ]
+            if len(set(labels[found].tolist())) > 1:
+                problems(
+                    "conflicting_label",
+                    f"frame {path}",
+                    f"is listed under a real and a fake video: {', '.join(videos)}",
+                    "list the frame once, under the video (and label) it belongs to",
+                )
+                keep[found] = False
+            else:
+                problems(
+                    "duplicate",
+                    f"frame {path}",
+                    f"is listed {len(found)} times: {', '.join(videos)}",
+                    "list each frame once (a repeated frame would be counted twice)",
+                )
+                keep[found[1:]] = False
+    number: dict[str, int] = {}
+    codes = np.fromiter(
+        (number.setdefault(v, len(number)) for v in index.video_ids), np.int64, len(index)
+    )
+    fakes = np.bincount(codes, weights=(labels == FAKE).astype(np.float64), minlength=len(number))
+    frames = np.bincount(codes, minlength=len(number))
+    names = np.asarray(list(number), dtype=object)
+    mixed = [str(v) for v in names[(fakes > 0) & (fakes < frames)]]
+    if mixed:
+        bad = set(mixed)
+        for v in mixed:
+            problems(
+                "conflicting_label",
+                f"video {v!r}",
+                "holds frames labelled real and frames labelled fake",
+                "give the video one label (its frames are one clip of one kind)",
+            )
+        keep &= np.array([v not in bad for v in index.video_ids], dtype=bool)
+    if keep.all():
+        return index
+    if not keep.any():
+        raise DataError(
+            f"dataset {index.name!r}: no frame left after the conflicting or repeated entries "
+            f"were dropped. Fix: correct the lists"
+        )
+    return index.select(keep)
 
 
 def drop_unreadable(index: FrameIndex, problems: Problems, where: str) -> FrameIndex:

@@ -70,7 +70,7 @@ def read_cdf_v2(
                 )
                 continue
             raw_label, rel = parts
-            source, video = frame_dir_key(rel)
+            source, video = frame_dir_key(rel, where)
             video_id = f"{source}/{video}"
             if raw_label not in _LIST_LABEL:
                 problems(

@@ -162,9 +162,9 @@ def read_deepfakebench(
                         p = str(frame).replace("\\", "/")
                         if prefix and p.startswith(prefix):
                             p = p[len(prefix) :].lstrip("/")
-                        if p.startswith("./"):
-                            p = p[2:]
-                        p = p if os.path.isabs(p) else f"{root}/{p}"
+                        p = reading.entry_path(root, p, f"{where} frame {i}")
+                        if p is None:
+                            continue
                         if check_files:
                             folder, _, fname = p.rpartition("/")
                             names = scanner.names(folder)
@@ -178,7 +178,14 @@ def read_deepfakebench(
                                 )
                                 continue
                         frames.append(p)
-                    reading.rows.add_paths(frames, label, f"{key}/{video}", key, s)
+                    reading.add_video(
+                        frames,
+                        label=label,
+                        video_id=f"{key}/{video}",
+                        source=key,
+                        split=s,
+                        where=where,
+                    )
         reading.link_ff_sources()
         return reading.index(f"{json_path} label keys {chosen}")
 

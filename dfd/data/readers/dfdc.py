@@ -119,7 +119,7 @@ def read_dfdc(
                             "restore the official labels.csv",
                         )
                         continue
-                    parent, video = frame_dir_key(filename)
+                    parent, video = frame_dir_key(filename, where)
                     add(parent or test_source, video, _CSV_LABEL[raw], "test", where)
         for meta_path in metadata_files:
             meta = load_json(
@@ -143,10 +143,10 @@ def read_dfdc(
                     continue
                 original = info.get("original") if raw == "FAKE" else None
                 original = original if isinstance(original, str) and original else None
-                source_video = f"{source}/{frame_dir_key(original)[1]}" if original else ""
+                source_video = f"{source}/{frame_dir_key(original, where)[1]}" if original else ""
                 add(
                     source,
-                    frame_dir_key(filename)[1],
+                    frame_dir_key(filename, where)[1],
                     _META_LABEL[raw],
                     "train",
                     where,

@@ -18,6 +18,7 @@ from dfd.data.readers._common import (
     Reading,
     frame_dir_key,
     load_json,
+    normalized,
     reader,
     require_dir,
     require_file,
@@ -76,7 +77,7 @@ def read_dfdcp(
                     "restore the official dataset.json",
                 )
                 continue
-            parent, stem = frame_dir_key(key)
+            parent, stem = frame_dir_key(key, where)
             folder = f"{root}/{parent}/{stem}"
             if folder in folders:
                 problems(
@@ -89,7 +90,7 @@ def read_dfdcp(
             folders[folder] = key
             if raw_set not in splits:
                 continue
-            rel = key.replace("\\", "/")
+            rel = normalized(key)
             reading.video_folder(
                 folder,
                 label=_LABEL[raw_label.lower()],
