@@ -62,6 +62,7 @@ def test_the_scale_section_measures_every_stage_at_every_size(tmp_path, capsys):
     assert set(res.savings()) == {
         "2nd evaluation / 1st (stores built)",
         "2nd evaluation / evaluation decoding PNGs",
+        "2nd evaluation's frame loading / loading by decoding",
         "robustness pass 2 / pass 1",
     }
     assert sorted(res.suite) == sorted(s.key for s in SUITE_STAGES)

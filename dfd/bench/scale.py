@@ -42,6 +42,7 @@ FIGURES = ("seconds", "cpu_seconds", "peak_rss_mib", "growth_mib", "anon_growth_
 SAVINGS = (
     ("score_warm", "score_first", "2nd evaluation / 1st (stores built)"),
     ("score_warm", "score_decoding", "2nd evaluation / evaluation decoding PNGs"),
+    ("load_warm", "load_decoding", "2nd evaluation's frame loading / loading by decoding"),
     ("robustness_2", "robustness_1", "robustness pass 2 / pass 1"),
 )
 
@@ -109,8 +110,9 @@ class ScaleResults:
                 exponent = self.exponent(key, figure)
                 if math.isfinite(exponent):
                     out[f"bench/scale/{key}/{name}"] = exponent
-        for (num, den, _), by_factor in zip(SAVINGS, self.savings().values(), strict=False):
-            for factor, ratio in by_factor.items():
+        savings = self.savings()
+        for num, den, label in SAVINGS:
+            for factor, ratio in savings.get(label, {}).items():
                 out[f"bench/scale/{num}_over_{den}/x{factor}"] = ratio
         for key, record in self.suite.items():
             for figure in FIGURES:

@@ -55,7 +55,7 @@ from dfd.report.compare import write_report
 from dfd.report.plots import plot_results
 from dfd.report.results import PredictionWriter, write_metrics
 from dfd.scoring.robustness import build_perturbations, score_pass
-from dfd.scoring.targets import TargetScoring, score_targets
+from dfd.scoring.targets import TargetScoring, score_targets, target_loader
 from dfd.tracking.callback import MLflowCallback
 from dfd.tracking.tracker import prepare_experiment
 
@@ -243,6 +243,33 @@ def score_decoding(folder: Path) -> dict[str, Any]:
     return {**probe.record(), "frames": _frames(s.targets)}
 
 
+def _load_targets(s: _Scorer) -> None:
+    for index in s.targets.values():
+        for _ in target_loader(index, s.transform, s.accelerator, s.setup):
+            pass
+
+
+def load_decoding(folder: Path) -> dict[str, Any]:
+    """Every target's frames loaded from the PNG files, batch by batch, without the model: the
+    share of an evaluation that a faster device does not shorten."""
+    cfg = _config(folder)
+    s = _scorer(folder, cfg, None, fresh=False)
+    probe = Probe()
+    with probe:
+        _load_targets(s)
+    return {**probe.record(), "frames": _frames(s.targets)}
+
+
+def load_warm(folder: Path) -> dict[str, Any]:
+    """Every target's frames loaded from its frame store, batch by batch, without the model."""
+    cfg = _config(folder)
+    s = _scorer(folder, cfg, Path(cfg.data.store.folder), fresh=False)
+    probe = Probe()
+    with probe:
+        _load_targets(s)
+    return {**probe.record(), "frames": _frames(s.targets)}
+
+
 def _predictions(folder: Path) -> dict[str, Path]:
     """The per-frame predictions files the scoring stage wrote, as a run's `run.predictions`."""
     return {p.stem: p for p in sorted((folder / "run" / "predictions").glob("*.parquet"))}
@@ -376,6 +403,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("score targets, 1st (store built)", "score_first", score_first),
     Stage("score targets, 2nd (store warm)", "score_warm", score_warm),
     Stage("score targets, decoding (no store)", "score_decoding", score_decoding),
+    Stage("target frames loaded, decoding (no model)", "load_decoding", load_decoding),
+    Stage("target frames loaded, store warm (no model)", "load_warm", load_warm),
     Stage("predictions write + read back", "predictions_io", predictions_io),
     Stage("plots", "plots", plots),
     Stage("MLflow logging", "mlflow_logging", mlflow_logging),
