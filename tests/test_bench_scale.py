@@ -39,7 +39,9 @@ TINY_SCALE = [
 
 def test_the_scale_section_measures_every_stage_at_every_size(tmp_path, capsys):
     uri = fresh_mlflow_uri(tmp_path)
-    cfg = compose_bench([*TINY_SCALE, "tracking=mlflow", f"tracking.uri={uri}"], tmp_path / "run")
+    # the bench's own run and the measured runs (an experiment per size) in one store
+    overrides = [*TINY_SCALE, "tracking=mlflow", f"tracking.uri={uri}", f"scale.tracking_uri={uri}"]
+    cfg = compose_bench(overrides, tmp_path / "run")
     # the measured run's batch: the smallest size has 20 training frames, fewer than 32; the
     # plots stage draws them, the logging stage need not draw them again
     cfg.scale.overrides += ["trainer.batch_size=4", "tracking.log_plots=false"]
@@ -84,6 +86,10 @@ def test_the_scale_section_measures_every_stage_at_every_size(tmp_path, capsys):
     (run,) = client.search_runs(
         [client.get_experiment_by_name(cfg.tracking.experiment).experiment_id]
     )
+    for size in ("x1", "x2", "suite"):
+        experiment = client.get_experiment_by_name(f"scale-{size}")
+        (measured,) = client.search_runs([experiment.experiment_id])
+        assert "test/mean/video_auc" in measured.data.metrics, size
     logged = run.data.metrics
     assert logged["bench/scale/train_epoch/x2/seconds"] == pytest.approx(
         res.stages["train_epoch"][2]["seconds"]

@@ -15,7 +15,6 @@ part alone.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import resource
@@ -119,7 +118,6 @@ class Probe:
         if self.used:
             raise RuntimeError("a Probe times one block; make another for the next")
         self.used = True
-        gc.collect()  # garbage of the setup is not the stage's
         self.method = "VmHWM reset at start" if reset_peak_rss() else "ru_maxrss of the process"
         self.start_rss = rss_bytes()
         self.start_anon = _status_bytes("RssAnon") or 0

@@ -35,7 +35,6 @@ from dfd.sweep.space import override_value
 
 # what the stage processes' server imports once: a run pays these imports once, not per stage
 PRELOAD = ("dfd.bench.stages", "dfd.bench.suite", "datasets")
-TEMPLATE_DB = "mlflow-template.db"
 # what each stage's record holds, in MLflow's metrics
 FIGURES = ("seconds", "cpu_seconds", "peak_rss_mib", "growth_mib", "anon_growth_mib")
 # (numerator, denominator, label): what the frame store saves, as cost ratios
@@ -178,9 +177,12 @@ def bench_scale(cfg: DictConfig, out_dir: Path) -> ScaleResults:
     }
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        # every size logs to a store of its own; MLflow's schema migration of a new sqlite
-        # file takes seconds and is no stage of a run: each store is a copy of one made here
-        MlflowClient(f"sqlite:///{out_dir / TEMPLATE_DB}").search_experiments()
+        # the measured runs' store, made before any stage: MLflow's schema migration of a new
+        # sqlite file takes seconds and is no stage of a run; each size logs to its own
+        # experiment there
+        uri = s.tracking_uri or f"sqlite:///{out_dir / 'mlflow.db'}"
+        MlflowClient(uri).search_experiments()
+        res.setup["tracking_uri"] = uri
         for factor in factors:
             _measure_size(cfg, res, factor, base.scaled(factor), out_dir / f"x{factor}")
         if s.suite.frames:
@@ -206,7 +208,7 @@ def _measure_size(
         f"({counts} read by the run)",
         flush=True,
     )
-    write_configs(cfg, folder)
+    write_configs(cfg, folder, res.setup["tracking_uri"])
     (folder / "stages").mkdir()
     for stage in STAGES:
         if stage.needs and importlib.util.find_spec(stage.needs) is None:
@@ -231,7 +233,7 @@ def _measure_suite(cfg: DictConfig, res: ScaleResults, folder: Path) -> None:
     s = cfg.scale.suite
     shutil.rmtree(folder, ignore_errors=True)
     write_suite_indexes(folder, int(s.targets), int(s.frames), int(s.frames_per_video))
-    write_configs(cfg, folder)
+    write_configs(cfg, folder, res.setup["tracking_uri"])
     (folder / "stages").mkdir()
     res.setup["suite"] = dict(s)
     print(f"scale suite: {s.targets} targets, {s.frames:,} frames of synthetic predictions")
@@ -245,34 +247,35 @@ def _measure_suite(cfg: DictConfig, res: ScaleResults, folder: Path) -> None:
         )
 
 
-def write_configs(cfg: DictConfig, folder: Path) -> None:
-    """The size's training config (`config.yaml`, as `dfd.train` would compose it), its
-    report config and the stages' own options, all resolved, into `folder`."""
+def write_configs(cfg: DictConfig, folder: Path, tracking_uri: str) -> None:
+    """The training config of the size in `folder` (`config.yaml`, as `dfd.train` would compose
+    it, logging to `tracking_uri` under an experiment named after the folder), its report
+    config and the stages' own options, all resolved, into `folder`."""
     s = cfg.scale
-    db = f"sqlite:///{folder / 'mlflow.db'}"
     paths = {
         "paths.data_dir": folder / "data",
         "paths.cache_dir": folder / "cache",
         "paths.output_root": folder,
         "paths.output_dir": folder / "run",
-        "tracking.uri": db,
+        "tracking.uri": tracking_uri,
         "seed": cfg.seed,
     }
     overrides = [f"{k}={override_value(str(v))}" for k, v in paths.items()]
     with train_config_source():
         train = compose_train_config([*overrides, *s.overrides])
+        experiment = f"{train.tracking.experiment}-{folder.name}"
+        train.tracking.experiment = experiment
         report = compose(
             config_name="report",
             overrides=[
                 f"paths.output_root={override_value(str(folder))}",
                 f"paths.output_dir={override_value(str(folder / 'report'))}",
-                f"tracking.uri={override_value(db)}",
+                f"tracking.uri={override_value(tracking_uri)}",
                 f"output_dir={override_value(str(folder / 'report'))}",
-                f"select.experiments=[{override_value(train.tracking.experiment)}]",
+                f"select.experiments=[{override_value(experiment)}]",
             ],
         )
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(folder.parent / TEMPLATE_DB, folder / "mlflow.db")
     OmegaConf.save(train, folder / CONFIG, resolve=True)
     OmegaConf.save(report, folder / REPORT, resolve=True)
     options = {
@@ -323,7 +326,7 @@ def format_scale(res: ScaleResults) -> str:
     ]
     ratio_heads = [f"x{b}/x{a}" for a, b in zip(f, f[1:], strict=False)]
     lines.append(
-        f"    {'stage':<38}"
+        f"    {'stage':<46}"
         + "".join(f"{f'x{k} s':>9}" for k in f)
         + "".join(f"{h:>9}" for h in ratio_heads)
         + f"{'exp':>7}{'cpu exp':>8}   peak RSS MiB +allocated: "
@@ -331,7 +334,7 @@ def format_scale(res: ScaleResults) -> str:
     )
     for stage in STAGES:
         if stage.key in res.skipped:
-            lines.append(f"    {stage.label:<38}skipped: {res.skipped[stage.key]}")
+            lines.append(f"    {stage.label:<46}skipped: {res.skipped[stage.key]}")
             continue
         by = res.stages.get(stage.key)
         if not by:
@@ -342,7 +345,7 @@ def format_scale(res: ScaleResults) -> str:
         )
         exps = f"{res.exponent(stage.key):>7.2f}{res.exponent(stage.key, 'cpu_seconds'):>8.2f}"
         memory = " / ".join(_memory(by[k]) for k in f)
-        lines.append(f"    {stage.label:<38}{times}{ratios}{exps}   {memory}")
+        lines.append(f"    {stage.label:<46}{times}{ratios}{exps}   {memory}")
     lines += [
         "    xB/xA: the wall-time ratio per 4x of data between consecutive sizes (4 is linear); "
         "exp: its exponent between the two largest sizes, log(t2/t1) / log(size2/size1) (1 is "
