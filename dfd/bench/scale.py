@@ -280,6 +280,8 @@ def write_configs(cfg: DictConfig, folder: Path, tracking_uri: str) -> None:
     OmegaConf.save(report, folder / REPORT, resolve=True)
     options = {
         "threads": cfg.threads,
+        # the data protocol of the run, for commands that take it (dfd.datasets)
+        "data_overrides": [o for o in s.overrides if o.lstrip("~+").startswith("data")],
         "robustness": {
             "perturbation": s.robustness.perturbation,
             "grid": OmegaConf.to_container(s.robustness.grid, resolve=True),

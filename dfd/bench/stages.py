@@ -362,13 +362,14 @@ def robustness_second(folder: Path) -> dict[str, Any]:
 
 
 def datasets_doctor(folder: Path) -> dict[str, Any]:
-    """`python -m dfd.datasets` over the size's data folder, as a command of its own: its
-    wall time and its process's peak RSS (imports included)."""
+    """`python -m dfd.datasets data=<the run's protocol> paths.data_dir=<the size's data>`, as
+    a command of its own: its wall time and its process's peak RSS (imports included)."""
     cfg = _config(folder)
     command = [
         sys.executable,
         "-m",
         "dfd.datasets",
+        *_options(folder).data_overrides,  # the protocol the run reads
         f"paths.data_dir={cfg.paths.data_dir}",
         f"paths.cache_dir={cfg.paths.cache_dir}",
     ]
