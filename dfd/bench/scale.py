@@ -26,6 +26,7 @@ from hydra import compose
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+import dfd
 from dfd.bench.memory import isolated
 from dfd.bench.stages import CONFIG, OPTIONS, REPORT, STAGES, run_stage
 from dfd.bench.suite import SUITE_STAGES, run_suite_stage, write_suite_indexes
@@ -211,7 +212,7 @@ def _measure_size(
     write_configs(cfg, folder, res.setup["tracking_uri"])
     (folder / "stages").mkdir()
     for stage in STAGES:
-        if stage.needs and importlib.util.find_spec(stage.needs) is None:
+        if stage.needs and not command_exists(stage.needs):
             res.skipped[stage.key] = f"python -m {stage.needs} does not exist on this branch"
             continue
         record = _run(s.isolate, run_stage, stage.key, folder)
@@ -221,6 +222,15 @@ def _measure_size(
             f"peak RSS {record['peak_rss_mib']:,.0f} MiB ({_growth(record)})",
             flush=True,
         )
+
+
+def command_exists(module: str) -> bool:
+    """Whether `module` is part of the dfd being measured (an editable install may map a
+    missing module to another checkout's: that one is not this dfd's command)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return False
+    return Path(spec.origin).resolve().is_relative_to(Path(dfd.__file__).resolve().parent)
 
 
 def _run(isolate: bool, function, key: str, folder: Path) -> dict[str, Any]:
