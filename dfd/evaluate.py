@@ -22,9 +22,9 @@ from dfd.engine.callbacks import CallbackList, Results, RunState, watched
 from dfd.engine.restore import checkpoint_label, load_detector, provenance_tags
 from dfd.engine.task import DetectionTask
 from dfd.report.results import (
+    PredictionWriter,
     results_summary,
     write_metrics,
-    write_predictions,
     write_robustness,
 )
 from dfd.runtime.cli import entry_point
@@ -88,18 +88,22 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         # device, and no DDP Reducer outlives the process group at the end
         task = DetectionTask(model, objective=None).to(accelerator.device)
         transform = FrameTransform(model.backbone.input_spec)
-        results, predictions, lost = score_targets(task, targets, transform, accelerator, setup)
+        # each target's per-frame predictions are written as soon as it is scored
+        writer = PredictionWriter(out_dir / "predictions", enabled=accelerator.is_main_process)
+        results, predictions, lost = score_targets(
+            task, targets, transform, accelerator, setup, writer
+        )
         run.predictions = predictions
         run.extra["unreadable"] = lost
         if accelerator.is_main_process:
             write_metrics(out_dir / "metrics.json", results)
-            write_predictions(out_dir / "predictions", predictions)
             print(results_summary(results))
         cbs.on_test_end(run, results)
         if cfg.robustness.perturbations:
             perturbations = build_perturbations(cfg.robustness)
+            # severity 0 is the clean evaluation above, not scored a second time
             robust = evaluate_robustness(
-                task, targets, transform, accelerator, perturbations, setup
+                task, targets, transform, accelerator, perturbations, setup, results["test"]
             )
             tracker.log_metrics(robust.metrics)
             if accelerator.is_main_process:
@@ -111,8 +115,10 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
 
 def _store_options(cfg: DictConfig, data_cfg: DictConfig) -> StoreOptions | None:
     """The targets' frame stores: in evaluate's `store.folder`, if evaluate's `store.roles`
-    (else the data config's `data.store.roles`) names the test role."""
+    (else the data config's `data.store.roles`) names the test role; a store the disk cannot
+    hold does what evaluate's `store.when_full` (else the data config's) says."""
     own = cfg.get("store") or {}
+    data_store = data_cfg.get("store") or {}
     roles = own.get("roles")
     if roles is not None and set(roles) - {"test"}:
         raise FrameStoreError(
@@ -120,10 +126,13 @@ def _store_options(cfg: DictConfig, data_cfg: DictConfig) -> StoreOptions | None
             f"(or [] for none)"
         )
     if roles is None:
-        roles = (data_cfg.get("store") or {}).get("roles") or []
+        roles = data_store.get("roles") or []
     if "test" not in roles:
         return None
-    return StoreOptions.from_config({"roles": ["test"], "folder": own.get("folder")})
+    when_full = own.get("when_full") or data_store.get("when_full") or "refuse"
+    return StoreOptions.from_config(
+        {"roles": ["test"], "folder": own.get("folder"), "when_full": when_full}
+    )
 
 
 @entry_point("evaluate")

@@ -25,7 +25,7 @@ from dfd.engine.task import DetectionTask
 from dfd.engine.trainer import Trainer
 from dfd.models.adapters import count_parameters
 from dfd.models.build import build_detector
-from dfd.report.results import print_run_results, write_metrics, write_predictions
+from dfd.report.results import PredictionWriter, print_run_results, write_metrics
 from dfd.runtime.cli import entry_point
 from dfd.runtime.run_info import command_overrides
 from dfd.scoring.targets import TargetScoring, score_targets
@@ -100,17 +100,18 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
 
         # 5. select: the epoch with the best source-validation metric
         trainer.load_best()
-        # 6. score every target with the selected weights
+        # 6. score every target with the selected weights; each target's per-frame
+        # predictions are written as soon as it is scored, not held until the end
+        writer = PredictionWriter(out_dir / "predictions", enabled=main_process)
         scored, predictions, lost = score_targets(
-            trainer.task, splits.test, eval_tf, accelerator, TargetScoring.of_run(cfg)
+            trainer.task, splits.test, eval_tf, accelerator, TargetScoring.of_run(cfg), writer
         )
         results: Results = {"best_epoch": run.best_epoch, "val": run.best_val, **scored}
         run.predictions = predictions
         run.extra["unreadable"] = {**trainer.unreadable_counts(), **lost}
-        # 7. write the results: metrics.json, per-frame predictions, the table
+        # 7. write the results: metrics.json, the table
         if main_process:
             write_metrics(out_dir / "metrics.json", results)
-            write_predictions(out_dir / "predictions", predictions)
             print_run_results(run, results)
         cbs.on_test_end(run, results)
     # release the DDP-wrapped task while the process group lives: a DDP Reducer destroyed

@@ -291,7 +291,9 @@ def test_every_backbone_option_exports_and_reloads_with_automodel(name, tmp_path
     tiny = TINY.get(arch.get("model_type"))
     if tiny is None:
         pytest.skip(f"conf/backbone/{name}.yaml has no tiny dims in tests/test_backbone.py")
-    tiny = {k: v for k, v in tiny.items() if k in arch}  # as test_backbone: the family's dims it has
+    tiny = {
+        k: v for k, v in tiny.items() if k in arch
+    }  # as test_backbone: the family's dims it has
     overrides = [f"backbone={name}", "backbone.pretrained=false", "peft=full", "head=linear_norm"]
     overrides += [f"backbone.architecture.{k}={_override(v)}" for k, v in tiny.items()]
     cfg = compose_train(overrides)

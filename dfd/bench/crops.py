@@ -28,14 +28,19 @@ def write_crops(folder: Path, count: int, size: int, seed: int = 0) -> list[Path
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(count):
-        identity = sample_identity(rng)
-        small = render_face(identity, jitter_pose(identity.pose, rng), rng)  # (64, 64, 3) in [0, 1]
-        big = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC) * 255.0
-        big = big + rng.normal(0.0, _NOISE_LEVELS, big.shape)
         path = folder / f"{i:05d}.png"
-        Image.fromarray(to_uint8(big / 255.0)).save(path)
+        Image.fromarray(render_crop(rng, size)).save(path)
         paths.append(path)
     return paths
+
+
+def render_crop(rng: np.random.Generator, size: int) -> np.ndarray:
+    """One synthetic face crop, (size, size, 3) uint8 RGB: a demo face with sensor noise."""
+    identity = sample_identity(rng)
+    small = render_face(identity, jitter_pose(identity.pose, rng), rng)  # (64, 64, 3) in [0, 1]
+    big = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC) * 255.0
+    big = big + rng.normal(0.0, _NOISE_LEVELS, big.shape)
+    return to_uint8(big / 255.0)
 
 
 def crops_index(paths: list[Path], length: int | None = None) -> FrameIndex:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dfd.bench.ceiling import Ceiling
+from dfd.bench.scale import ScaleResults, format_scale
 from dfd.bench.timing import Rate
 
 
@@ -21,6 +22,7 @@ class BenchResults:
         flops: {"train"|"eval": FLOPs of one step} at the configured batch sizes.
         end_to_end: {"train"|"eval": images/s} from PNG crops through the DataLoader.
         ceiling: the matmul rate measured in this run.
+        scale: each stage of a real run timed at growing data sizes (`dfd.bench.scale`).
     """
 
     machine: dict[str, str]
@@ -30,6 +32,7 @@ class BenchResults:
     flops: dict[str, int] | None = None
     end_to_end: dict[str, Rate] | None = None
     ceiling: Ceiling | None = None
+    scale: ScaleResults | None = None
     notes: list[str] = field(default_factory=list)
 
     def flops_per_image(self, kind: str) -> float:
@@ -75,6 +78,8 @@ class BenchResults:
                 out[f"bench/flops/{kind}_gflop_per_image"] = self.flops_per_image(kind) / 1e9
         for kind, fraction in self.ceiling_fractions().items():
             out[f"bench/flops/{kind}_ceiling_fraction"] = fraction
+        if self.scale is not None:
+            out.update(self.scale.metrics())
         return out
 
     def ceiling_fractions(self) -> dict[str, float]:
@@ -100,6 +105,7 @@ class BenchResults:
             if self.ceiling is None
             else {"label": self.ceiling.label, "tflops": self.ceiling.tflops.as_dict()},
             "ceiling_fraction": self.ceiling_fractions(),
+            "scale": self.scale.as_dict() if self.scale is not None else None,
             "metrics": self.metrics(),
             "notes": self.notes,
         }
@@ -124,9 +130,12 @@ def format_report(res: BenchResults) -> str:
         f"machine   {m['cpu']}, {m['cores']} cores, torch threads {m['torch_threads']}, "
         f"device {m['device']}, GPU {m['gpu']}",
         "versions  " + ", ".join(f"{k} {m[k]}" for k in m if k not in _MACHINE_KEYS),
-        "setup     " + ", ".join(f"{k} {v}" for k, v in s.items()),
-        f"figures   median [min-max] of {s['repeats']} timed repeats, warm-up excluded",
     ]
+    if s:  # the throughput sections' setup (the scale section prints its own)
+        lines += [
+            "setup     " + ", ".join(f"{k} {v}" for k, v in s.items()),
+            f"figures   median [min-max] of {s['repeats']} timed repeats, warm-up excluded",
+        ]
     if res.pipeline:
         p = res.pipeline
         lines += [
@@ -179,6 +188,8 @@ def format_report(res: BenchResults) -> str:
             per_image = res.flops_per_image("eval" if kind.endswith("eval") else "train") / 1e9
             frac = f"{fractions[kind]:.1%}" if kind in fractions else "-"
             lines.append(f"    {kind:<16}{per_image:>12.4g}   {_fmt(rate):<28}{frac}")
+    if res.scale is not None:
+        lines.append(format_scale(res.scale))
     lines += [f"note: {n}" for n in res.notes]
     return "\n".join(lines)
 

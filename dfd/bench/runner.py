@@ -19,9 +19,11 @@ from dfd.bench.machine import describe_machine
 from dfd.bench.model_step import StepSetup, bench_model, build_setup
 from dfd.bench.pipeline import bench_pipeline
 from dfd.bench.results import BenchResults, format_report
+from dfd.bench.scale import bench_scale
 from dfd.runtime.redact import redact
 
-SECTIONS = ("pipeline", "model", "end_to_end", "flops")
+THROUGHPUT_SECTIONS = ("pipeline", "model", "end_to_end", "flops")
+SECTIONS = (*THROUGHPUT_SECTIONS, "scale")
 
 
 def check_sections(sections: list[str]) -> list[str]:
@@ -45,18 +47,29 @@ def run_bench(cfg: DictConfig) -> BenchResults:
     """Run every configured section, print the report, log it if tracking is on, write bench.json."""
     sections = check_sections(list(cfg.sections))
     out_dir = Path(cfg.paths.output_dir)
+    if cfg.threads is not None:
+        # on a CPU shared with other jobs, fewer threads than cores can be much faster:
+        # torch's OpenMP threads spin-wait for each other
+        torch.set_num_threads(int(cfg.threads))
+    throughput = [s for s in sections if s in THROUGHPUT_SECTIONS]
     # crops first: a wrong folder fails before any model is built
-    crop_paths, written = _crops(cfg, out_dir)
+    needs_crops = bool({"pipeline", "end_to_end"} & set(sections))
+    crop_paths, written = _crops(cfg, out_dir) if needs_crops else ([], False)
     try:
-        setup = build_setup(cfg)
+        if throughput:
+            results = _measure(cfg, throughput, build_setup(cfg), crop_paths)
+        else:
+            results = BenchResults(machine=describe_machine(_device(cfg)), setup={})
+        if "scale" in sections:
+            # measured before the bench's own MLflow run starts: a stage logs a run of its own
+            results.scale = bench_scale(cfg, out_dir / "scale")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        record = out_dir / "bench.json"
+        record.write_text(json.dumps(results.as_dict(), indent=2))
+        print(format_report(results))
+        print(f"\nwritten {record}")
         tracker = instantiate(cfg.tracking)
         with tracker.run(cfg):
-            results = _measure(cfg, sections, setup, crop_paths)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            record = out_dir / "bench.json"
-            record.write_text(json.dumps(results.as_dict(), indent=2))
-            print(format_report(results))
-            print(f"\nwritten {record}")
             tracker.log_params({f"machine/{k}": v for k, v in results.machine.items()})
             tracker.log_metrics(results.metrics())
             tracker.log_artifact(record)
@@ -67,6 +80,13 @@ def run_bench(cfg: DictConfig) -> BenchResults:
         if written and not cfg.crops.keep:
             shutil.rmtree(out_dir / "crops", ignore_errors=True)
     return results
+
+
+def _device(cfg: DictConfig) -> torch.device:
+    """The device the sections run on: CPU when asked or when torch sees no accelerator."""
+    if cfg.cpu or not torch.accelerator.is_available():
+        return torch.device("cpu")
+    return torch.accelerator.current_accelerator()
 
 
 def _crops(cfg: DictConfig, out_dir: Path) -> tuple[list[Path], bool]:

@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from dfd.data.frames import FrameTransform, UnreadableFrameError, decode_frame, pyspng
 from dfd.data.index import FrameIndex
@@ -64,6 +65,11 @@ SHARD_BYTES = 1 << 30  # one Arrow file per ~1 GiB of pixels
 BUILD_BATCH = 32  # frames per record batch (a few MiB)
 # free space a build leaves on its disk, beyond the store itself
 FREE_MARGIN_BYTES = 1 << 30
+# what a store that does not fit does: refuse (an error naming its size) or decode the files
+WHEN_FULL = ("refuse", "decode")
+# `when_full=decode` (data/store=auto) builds a store only if it takes at most this share of
+# the disk's free space beyond the margin: a cache never crowds out a run's own outputs
+AUTO_SHARE = 0.5
 
 SCHEMA = pa.schema(
     [
@@ -111,10 +117,13 @@ def _identity(index_name: str, key: str, shard: str) -> dict[bytes, bytes]:
 
 @dataclass(frozen=True)
 class StoreOptions:
-    """Which sets read their frames from a store, and where stores live (`data.store`)."""
+    """Which sets read their frames from a store, where stores live, and what a store that
+    the disk cannot hold does (`data.store`): ``refuse`` (one line naming its size) or
+    ``decode`` (the set decodes its files, with a note; data/store=auto)."""
 
     roles: tuple[str, ...]
     folder: Path
+    when_full: str = "refuse"
 
     @classmethod
     def from_config(cls, store: Mapping[str, Any] | None) -> StoreOptions | None:
@@ -130,7 +139,13 @@ class StoreOptions:
             )
         if not store.get("folder"):
             raise FrameStoreError("data.store.folder is empty: set it to a folder for the stores")
-        return cls(roles=roles, folder=Path(str(store["folder"])).expanduser())
+        when_full = str(store.get("when_full") or "refuse")
+        if when_full not in WHEN_FULL:
+            raise FrameStoreError(
+                f"data.store.when_full={when_full!r}: use refuse (an error naming the size) or "
+                f"decode (decode the frames instead, as data/store=auto does)"
+            )
+        return cls(roles, Path(str(store["folder"])).expanduser(), when_full)
 
 
 def _pixel_libraries() -> str:
@@ -301,22 +316,46 @@ def _estimated_bytes(index: FrameIndex, transform: FrameTransform) -> int:
     return 0
 
 
+def _gib(n: float) -> str:
+    """A size in GiB (MiB below one GiB), as store messages print it."""
+    if n < 2**30:
+        return f"{n / 2**20:.1f} MiB"
+    return f"{n / 2**30:.1f} GiB" if n < 100 * 2**30 else f"{n / 2**30:,.0f} GiB"
+
+
 def _check_room(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if needed + FREE_MARGIN_BYTES > free:
         raise FrameStoreError(
-            f"a frame store needs about {needed / 2**30:.1f} GiB in {folder}, which has "
-            f"{free / 2**30:.1f} GiB free: point data.store.folder at a larger disk, "
-            f"store fewer sets (data/store=eval stores only val and test), or data/store=none"
+            f"a frame store needs about {_gib(needed)} in {folder}, which has {_gib(free)} "
+            f"free: point data.store.folder at a larger disk, store fewer sets (data/store=eval "
+            f"stores only val and test), or decode the frames (data/store=auto decodes what "
+            f"does not fit, data/store=none never stores)"
         )
 
 
+def fits_on_disk(folder: Path, needed: int) -> bool:
+    """Whether data/store=auto builds a store of `needed` bytes in `folder`: it may take at
+    most `AUTO_SHARE` of the disk's free space beyond `FREE_MARGIN_BYTES`."""
+    free = shutil.disk_usage(folder).free
+    return needed <= AUTO_SHARE * (free - FREE_MARGIN_BYTES)
+
+
 def _build(
-    index: FrameIndex, transform: FrameTransform, target: Path, key: str, num_workers: int
+    index: FrameIndex,
+    transform: FrameTransform,
+    target: Path,
+    key: str,
+    num_workers: int,
+    needed: int,
 ) -> None:
     """Decode every frame of `index` into a new store at `target` (appears when complete)."""
     started = time.perf_counter()
-    _check_room(target.parent, _estimated_bytes(index, transform))
+    _check_room(target.parent, needed)
+    tqdm.write(
+        f"frame store of {index.name} ({transform.stored_form}): {len(index):,} frames, "
+        f"about {_gib(needed)}, building in {target.parent}"
+    )
     tmp = target.with_name(f".{target.name}.building-{socket.gethostname()}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -412,12 +451,19 @@ def _safe(name: str) -> str:
 
 
 def open_store(
-    index: FrameIndex, transform: FrameTransform, folder: Path, num_workers: int = 0
-) -> FrameStore:
+    index: FrameIndex,
+    transform: FrameTransform,
+    folder: Path,
+    num_workers: int = 0,
+    when_full: str = "refuse",
+) -> FrameStore | None:
     """The store of `index` for `transform` under `folder`, built first if there is none.
 
-    Building decodes every frame once with `num_workers` DataLoader workers and a progress
-    bar; other processes asking for the same store meanwhile wait for it.
+    Building prints the store's size, then decodes every frame once with `num_workers`
+    DataLoader workers and a progress bar; other processes asking for the same store
+    meanwhile wait for it. A store the disk cannot hold is refused (`when_full="refuse"`,
+    one line naming its size) or not built (``"decode"``: returns None after a note, and the
+    set decodes its files; `fits_on_disk` says what fits).
     """
     form = transform.stored_form
     key = fingerprint(index, form)
@@ -429,7 +475,17 @@ def open_store(
         with file_lock(target.parent / f".{target.name}.lock", required=False):
             if not (target / META_FILE).is_file():
                 _remove_leftovers(target)
-                _build(index, transform, target, key, num_workers)
+                needed = _estimated_bytes(index, transform)
+                if when_full == "decode" and not fits_on_disk(target.parent, needed):
+                    free = shutil.disk_usage(target.parent).free
+                    tqdm.write(
+                        f"frame store of {index.name} not built: it needs about "
+                        f"{_gib(needed)} and data/store=auto takes at most half of the "
+                        f"{_gib(free)} free in {target.parent}; its frames are decoded from "
+                        f"the files (data.store.folder=<a larger disk> stores them)"
+                    )
+                    return None
+                _build(index, transform, target, key, num_workers, needed)
     store = FrameStore(target)
     if store.meta.get("fingerprint") != key:
         raise FrameStoreError(
@@ -464,4 +520,4 @@ def store_for(
     """The store a set in `role` (train, val or test) reads from, or None to decode its files."""
     if options is None or role not in options.roles:
         return None
-    return open_store(index, transform, options.folder, num_workers)
+    return open_store(index, transform, options.folder, num_workers, options.when_full)

@@ -61,12 +61,22 @@ def plot_results(
     predictions: Mapping, results: Mapping, folder: Path, aggregate: str = "mean"
 ) -> list[Path]:
     """A run's target plots from its per-frame predictions: the video-level ROC curves of
-    every target in one figure, and one histogram of video scores per target."""
+    every target in one figure, and one histogram of video scores per target.
+
+    `predictions` maps each target to its per-frame table or to its parquet file
+    (`dfd.report.results.PredictionWriter`); files are read one at a time, three columns
+    each, and only the video scores stay in memory for the joint ROC figure.
+    """
+    import pyarrow.parquet as pq
+
     from dfd.scoring.metrics import video_scores
 
     folder.mkdir(parents=True, exist_ok=True)
     paths, curves = [], {}
-    for name, table in predictions.items():
+    for name, source in predictions.items():
+        table = source
+        if isinstance(source, str | Path):
+            table = pq.read_table(source, columns=["video_id", "label", "p_fake"])
         scores = np.asarray(table.column("p_fake").to_numpy(zero_copy_only=False), dtype=float)
         keep = ~np.isnan(scores)
         ids = np.asarray(table.column("video_id").to_pylist(), dtype=object)[keep]

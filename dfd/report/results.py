@@ -63,6 +63,24 @@ def write_predictions(folder: Path, predictions: Mapping[str, pa.Table]) -> list
     return paths
 
 
+class PredictionWriter:
+    """A `score_targets` sink: writes each target's per-frame predictions to
+    ``<folder>/<target>.parquet`` as soon as the target is scored and returns the file's path,
+    so that no process holds more than one target's rows. Only an `enabled` writer (the main
+    process's) writes; every process gets the same paths back."""
+
+    def __init__(self, folder: Path, enabled: bool = True) -> None:
+        self.folder = Path(folder)
+        self.enabled = enabled
+
+    def __call__(self, name: str, table: pa.Table) -> Path:
+        path = self.folder / f"{name}.parquet"
+        if self.enabled:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path)
+        return path
+
+
 def write_results_table(results: Mapping, folder: Path) -> str:
     """``results.md`` and ``results.csv`` in `folder`: one row per target plus the mean over
     targets; returns the Markdown (the MLflow run's description shows it)."""

@@ -78,6 +78,31 @@ class RobustnessResults:
         return "\n".join(lines)
 
 
+def score_pass(
+    task: torch.nn.Module,
+    targets: Mapping[str, FrameIndex],
+    transform,
+    accelerator: Accelerator,
+    setup: TargetScoring,
+    desc: str,
+) -> dict[str, dict[str, float]]:
+    """{target: metrics} of one pass over every target through `transform` (a perturbed or
+    clean evaluation transform), reading the targets' stores as `setup` says."""
+    out = {}
+    for name, index in targets.items():
+        loader = target_loader(index, transform, accelerator, setup)
+        metrics, _, _ = evaluate(
+            task,
+            loader,
+            accelerator,
+            desc=f"{desc} {name}",
+            aggregate=setup.aggregate,
+            allow_nonfinite=setup.allow_nonfinite,
+        )
+        out[name] = metrics
+    return out
+
+
 def evaluate_robustness(
     task: torch.nn.Module,
     targets: Mapping[str, FrameIndex],
@@ -85,32 +110,24 @@ def evaluate_robustness(
     accelerator: Accelerator,
     perturbations: Mapping[str, Sequence[Perturbation]],
     setup: TargetScoring,
+    clean: Mapping[str, Mapping[str, float]] | None = None,
 ) -> RobustnessResults:
     """Score every target clean and at every severity of every perturbation.
 
     `task` is the prepared `DetectionTask` the clean evaluation scored with, `transform`
     the evaluation transform; each perturbation runs on the decoded crop before it.
     `setup` is the clean evaluation's (unreadable frames, a video's score from its frames',
-    frame stores); `dfd.report.results.write_robustness` writes what this returns. With a
-    store naming the test role, the clean pass reads the targets' evaluation store and every
-    perturbed pass one store of the decoded frames (decoded once for all severities).
+    frame stores); `clean` its metrics per target, when it already ran (severity 0 is then
+    not scored a second time); `dfd.report.results.write_robustness` writes what this
+    returns. With a store naming the test role, the clean pass reads the targets' evaluation
+    store and every perturbed pass one store of the decoded frames (decoded once for all
+    severities).
     """
     if not perturbations:
         raise ValueError("no perturbations to evaluate: choose a robustness option with some")
-
-    def score(index: FrameIndex, tf, desc: str) -> dict[str, float]:
-        loader = target_loader(index, tf, accelerator, setup)
-        metrics, _, _ = evaluate(
-            task,
-            loader,
-            accelerator,
-            desc=desc,
-            aggregate=setup.aggregate,
-            allow_nonfinite=setup.allow_nonfinite,
-        )
-        return metrics
-
-    clean = {name: score(index, transform, f"clean {name}") for name, index in targets.items()}
+    if clean is None or set(clean) != set(targets):
+        clean = score_pass(task, targets, transform, accelerator, setup, "clean")
+    clean = {name: dict(clean[name]) for name in targets}
     results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     levels: dict[str, dict[str, str]] = {}
     for p_name, severities in perturbations.items():
@@ -118,10 +135,9 @@ def evaluate_robustness(
         levels[p_name] = {CLEAN: "clean"}
         for severity, perturbation in enumerate(severities, start=1):
             tf = PerturbedTransform(transform, perturbation)
-            results[p_name][str(severity)] = {
-                name: score(index, tf, f"{p_name} {severity} {name}")
-                for name, index in targets.items()
-            }
+            results[p_name][str(severity)] = score_pass(
+                task, targets, tf, accelerator, setup, f"{p_name} {severity}"
+            )
             levels[p_name][str(severity)] = perturbation.describe()
     values = {p: (ps[0].parameter, [x.value for x in ps]) for p, ps in perturbations.items()}
     metrics = {

@@ -5,8 +5,9 @@ Logging, plots and files are the reporting code's job (`dfd.tracking`, `dfd.repo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -111,11 +112,15 @@ def score_targets(
     transform: FrameTransform,
     accelerator: Accelerator,
     setup: TargetScoring,
-) -> tuple[dict, dict[str, pa.Table], dict[str, int]]:
+    sink: Callable[[str, pa.Table], Any] | None = None,
+) -> tuple[dict, dict[str, Any], dict[str, int]]:
     """Score every target dataset with the task's current weights.
 
-    Returns ``({"test": {target: metrics}, "mean": {...}}, {target: per-frame table},
-    {target: unreadable frame count})``.
+    Returns ``({"test": {target: metrics}, "mean": {...}}, {target: predictions},
+    {target: unreadable frame count})``. A target's predictions are its per-frame table
+    (`frame_predictions`), or, with a `sink`, what ``sink(target, table)`` returns: a sink
+    that writes the table (`dfd.report.results.PredictionWriter`) lets the run keep one
+    target's per-frame rows at a time instead of every target's until the end.
     """
     per_target, predictions, unreadable = {}, {}, {}
     for name, index in targets.items():
@@ -129,6 +134,7 @@ def score_targets(
             allow_nonfinite=setup.allow_nonfinite,
         )
         per_target[name] = metrics
-        predictions[name] = frame_predictions(index, scores, lost)
+        table = frame_predictions(index, scores, lost)
+        predictions[name] = table if sink is None else sink(name, table)
         unreadable[name] = int(lost.size)
     return {"test": per_target, "mean": mean_over_targets(per_target)}, predictions, unreadable
