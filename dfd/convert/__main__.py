@@ -1,28 +1,25 @@
 """Entry point: `python -m dfd.convert input=<model.ckpt> output=<folder>`.
 
 Turns the authors' released Lightning checkpoint into a dfd checkpoint folder that
-`dfd.evaluate` loads; the work is in `dfd.convert.lightning`.
+`dfd.evaluate` loads; the work is in `dfd.convert.lightning`. Like every command it goes
+through `dfd.runtime.cli.entry_point`: a checkpoint dfd cannot read or represent ends with
+one line and exit status 1.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from dfd.convert.lightning import ConversionError, convert
-from dfd.runtime.config import CONF_DIR  # (importing dfd.runtime.config registers the resolvers)
+from dfd.convert.lightning import convert
+from dfd.runtime.cli import entry_point
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="convert")
+@entry_point("convert")
 def main(cfg: DictConfig) -> None:
-    try:
-        convert(Path(cfg.input), Path(cfg.output), list(cfg.overrides))
-    except ConversionError as err:
-        print(f"dfd.convert: {err}", file=sys.stderr)
-        sys.exit(2)
+    """Compose `conf/convert.yaml` with the command line and convert the checkpoint."""
+    convert(Path(cfg.input), Path(cfg.output), list(cfg.overrides))
 
 
 if __name__ == "__main__":
