@@ -28,6 +28,8 @@ from dfd.report.results import (
     write_robustness,
 )
 from dfd.runtime.cli import entry_point
+from dfd.runtime.run_info import DEFAULT_NAME, SEPARATOR, command_overrides, run_name
+from dfd.runtime.workers import set_torch_threads
 from dfd.scoring.robustness import build_perturbations, evaluate_robustness
 from dfd.scoring.targets import TargetScoring, score_targets
 from dfd.tracking.callback import MLflowCallback
@@ -38,6 +40,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
 
     Returns ``{"test": {target: metrics}, "mean": {...}}``, also written to metrics.json.
     """
+    set_torch_threads(cfg.get("threads"), key="threads")
     folder = Path(cfg.checkpoint).expanduser()
     out_dir = Path(cfg.paths.output_dir)
     model, train_cfg = load_detector(folder, out_dir)
@@ -68,8 +71,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
     tracker = instantiate(cfg.tracking)
     if tracker.run_name is None:
-        # the trained run's folder (<date>/<time>) tells evaluations of different checkpoints apart
-        tracker.run_name = f"evaluate · {'/'.join(folder.resolve().parts[-3:-1])}"
+        tracker.run_name = evaluation_name(folder, command_overrides(cfg))
     cbs = CallbackList([MLflowCallback(tracker)])
     with watched(cbs, run):
         cbs.on_fit_start(run)
@@ -96,6 +98,30 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
                 tracker.log_artifact(write_robustness(robust, out_dir / "plots"), "plots")
     finish(accelerator)
     return results
+
+
+# evaluate's keys that change how fast it runs or where it writes, never what it measures
+_NOT_THE_EVALUATION = ("checkpoint", "num_workers", "eval_batch_size", "cpu", "threads", "store")
+
+
+def evaluation_name(folder: Path, overrides: list[str]) -> str:
+    """The MLflow run name of an evaluation: ``evaluate · <checkpoint> · <what it changed>``.
+
+    The checkpoint is its training run's folder (``<date>/<time>``) when it is a run's
+    ``checkpoint/``, else the folder's name (``authors``); then every override that changes
+    what is measured, as `dfd.runtime.run_info.run_name` names training runs, with group
+    choices keyed (``robustness=deepfakebench · data=ff_cross · precision=bf16``).
+    """
+    folder = folder.resolve()
+    where = "/".join(folder.parts[-3:-1]) if folder.name == "checkpoint" else folder.name
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    changed = [
+        o
+        for o, key in zip(overrides, keys, strict=True)
+        if key.split(".", 1)[0] not in _NOT_THE_EVALUATION
+    ]
+    what = run_name(changed, max_chars=200, keyed_groups=True) if changed else DEFAULT_NAME
+    return SEPARATOR.join(["evaluate", where] + ([] if what == DEFAULT_NAME else [what]))
 
 
 def _store_options(cfg: DictConfig, data_cfg: DictConfig) -> StoreOptions | None:
