@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,21 @@ from dfd.scoring.metrics import video_scores
 
 OK, UNREADABLE, BEYOND_LIMIT = "ok", "unreadable", "beyond_frames_per_video"
 FORMATS = (".csv", ".json")
+DEMO_WARNING = (
+    "this checkpoint is dfd's demo model (backbone tiny_clip / data=demo): it was trained on "
+    "synthetic 64x64 rendered faces, so its p_fake for a real photo or video says nothing "
+    "about whether it is a deepfake; score with a detector trained on real data"
+)
+
+log = logging.getLogger(__name__)
+
+
+def is_demo_model(train_cfg: DictConfig) -> bool:
+    """Whether a checkpoint's training config is dfd's offline demo: the `tiny_clip` backbone
+    (a 64 px encoder pretrained on rendered faces) or the `demo` data (synthetic faces)."""
+    backbone = str((train_cfg.get("backbone") or {}).get("name", ""))
+    data = str((train_cfg.get("data") or {}).get("name", ""))
+    return backbone == "tiny_clip" or data == "demo"
 
 
 @dataclass
@@ -215,7 +231,11 @@ def write_predictions(path: Path, rows: list[Prediction], identity: dict[str, An
         data = {"checkpoint": identity, "predictions": [asdict(r) for r in rows]}
         path.write_text(json.dumps(data, indent=1) + "\n")
         return
-    names = [f.name for f in fields(Prediction)] + ["checkpoint", "checkpoint_sha256"]
+    names = [f.name for f in fields(Prediction)] + [
+        "checkpoint",
+        "checkpoint_sha256",
+        "demo_model",
+    ]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=names)
         writer.writeheader()
@@ -225,6 +245,7 @@ def write_predictions(path: Path, rows: list[Prediction], identity: dict[str, An
                     **asdict(row),
                     "checkpoint": identity["path"],
                     "checkpoint_sha256": identity["sha256"],
+                    "demo_model": identity.get("demo_model", False),
                 }
             )
 
@@ -272,9 +293,16 @@ def run_prediction(cfg: DictConfig) -> list[Prediction]:
         if kind == "video":
             finish_video(rows, aggregate)
     rows = [r for _, rows in per_input for r in rows]
-    identity = checkpoint_identity(folder, train_cfg)
+    demo = is_demo_model(train_cfg)
+    identity = {
+        **checkpoint_identity(folder, train_cfg),
+        "demo_model": demo,
+        "warning": DEMO_WARNING if demo else None,
+    }
     write_predictions(output, rows, identity)
     _print_summary(per_input, output)
+    if demo:  # last, where it is read: beside the scores it qualifies
+        log.warning(DEMO_WARNING)
     return rows
 
 
