@@ -19,7 +19,7 @@ from dfd.data.splits import load_targets
 from dfd.data.store import FrameStoreError, StoreOptions
 from dfd.engine.accelerator import finish, make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState, watched
-from dfd.engine.restore import checkpoint_label, load_detector, provenance_tags
+from dfd.engine.restore import load_detector, provenance_tags, released_name
 from dfd.engine.task import DetectionTask
 from dfd.report.results import (
     PredictionWriter,
@@ -29,6 +29,8 @@ from dfd.report.results import (
 )
 from dfd.runtime.cli import entry_point
 from dfd.runtime.errors import config_flag
+from dfd.runtime.run_info import DEFAULT_NAME, SEPARATOR, command_overrides, run_name
+from dfd.runtime.workers import set_torch_threads
 from dfd.scoring.robustness import build_perturbations, evaluate_robustness
 from dfd.scoring.targets import TargetScoring, allow_nonfinite, score_targets
 from dfd.tracking.callback import MLflowCallback
@@ -40,6 +42,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
 
     Returns ``{"test": {target: metrics}, "mean": {...}}``, also written to metrics.json.
     """
+    set_torch_threads(cfg.get("threads"), key="threads")
     folder = Path(cfg.checkpoint).expanduser()
     out_dir = Path(cfg.paths.output_dir)
     tracker = instantiate(cfg.tracking)
@@ -76,9 +79,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     )
     run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
     if tracker.run_name is None:
-        # a released detector's name, or what the trained run changed and its folder
-        # (<date>/<time>): evaluations of different checkpoints are told apart in reports
-        tracker.run_name = f"evaluate · {checkpoint_label(folder)}"
+        tracker.run_name = evaluation_name(folder, command_overrides(cfg))
     cbs = CallbackList([MLflowCallback(tracker), *logged_model])
     with watched(cbs, run):
         cbs.on_fit_start(run)
@@ -111,6 +112,33 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
                 tracker.log_artifact(write_robustness(robust, out_dir / "plots"), "plots")
     finish(accelerator)
     return results
+
+
+# evaluate's keys that change how fast it runs or where it writes, never what it measures
+_NOT_THE_EVALUATION = ("checkpoint", "num_workers", "eval_batch_size", "cpu", "threads", "store")
+
+
+def evaluation_name(folder: Path, overrides: list[str]) -> str:
+    """The MLflow run name of an evaluation: ``evaluate · <checkpoint> · <what it changed>``.
+
+    The checkpoint is a converted detector's name (``GenD pe_core_l14_336 (released)``),
+    else its training run's folder (``<date>/<time>``) when it is a run's ``checkpoint/``,
+    else the folder's name (``authors``); then every override that changes
+    what is measured, as `dfd.runtime.run_info.run_name` names training runs, with group
+    choices keyed (``robustness=deepfakebench · data=ff_cross · precision=bf16``).
+    """
+    folder = folder.resolve()
+    where = released_name(folder) or (
+        "/".join(folder.parts[-3:-1]) if folder.name == "checkpoint" else folder.name
+    )
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    changed = [
+        o
+        for o, key in zip(overrides, keys, strict=True)
+        if key.split(".", 1)[0] not in _NOT_THE_EVALUATION
+    ]
+    what = run_name(changed, max_chars=200, keyed_groups=True) if changed else DEFAULT_NAME
+    return SEPARATOR.join(["evaluate", where] + ([] if what == DEFAULT_NAME else [what]))
 
 
 def _store_options(cfg: DictConfig, data_cfg: DictConfig) -> StoreOptions | None:

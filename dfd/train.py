@@ -28,6 +28,7 @@ from dfd.models.build import build_detector
 from dfd.report.results import PredictionWriter, print_run_results, write_metrics
 from dfd.runtime.cli import entry_point
 from dfd.runtime.run_info import command_overrides
+from dfd.runtime.workers import set_torch_threads
 from dfd.scoring.targets import TargetScoring, score_targets
 from dfd.tracking.callback import MLflowCallback
 from dfd.tracking.logged_model import LoggedModelCallback
@@ -42,6 +43,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     is for reporting only. `callbacks` run after dfd's own (tracking, checkpoint, resume).
     """
     t = cfg.trainer
+    # before any torch work: on a busy few-core CPU the default thread count is ~10x slower
+    threads = set_torch_threads(t.get("threads"))
     accelerator = make_accelerator(t.precision, t.grad_accum_steps, t.cpu)
     main_process = accelerator.is_main_process
     set_seed(cfg.seed)
@@ -94,7 +97,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         task = DetectionTask(model, objective)
         trainer = Trainer.prepare(accelerator, task, train_loader, val_loader, cbs, run)
         if main_process:
-            tqdm.write(f"trainable parameters: {trainable:,} of {total:,}")
+            tqdm.write(
+                f"trainable parameters: {trainable:,} of {total:,}; torch threads: {threads}"
+            )
         cbs.on_fit_start(run)
         trainer.fit(resume)
 

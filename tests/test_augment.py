@@ -292,3 +292,137 @@ def test_training_resize_is_torch_and_within_two_levels_of_pillow():
     assert diff.max() <= 2 / 255 + 1e-6 and (diff > 1.5 / 255).mean() < 1e-4
     with pytest.raises(ValueError, match="resize"):
         FrameTransform(CLIP, resize="cv2")
+
+
+# -- the eval transform against the backbones' own transformers image processors ------------
+
+# What each backbone's hub processor holds (preprocessor_config.json of the hub id, written
+# out), by the transformers class that runs it: dfd must resize and crop as that class does.
+HUB_PROCESSORS = {
+    # openai/clip-vit-*: shortest edge, centre crop
+    "clip_vit_b16": ("CLIPImageProcessorPil", {}),
+    "clip_vit_b32": ("CLIPImageProcessorPil", {}),
+    "clip_vit_l14": ("CLIPImageProcessorPil", {}),
+    # dfd/assets/tiny_clip_demo's preprocessor_config.json
+    "tiny_clip": ("CLIPImageProcessorPil", {"size": {"shortest_edge": 64}, "crop_size": 64}),
+    "clip_vit_l14_336": (
+        "CLIPImageProcessorPil",
+        {"size": {"shortest_edge": 336}, "crop_size": {"height": 336, "width": 336}},
+    ),
+    # facebook/dinov2-base: BitImageProcessor, shortest edge 256, then the centre 224
+    "dinov2_vit_b14": (
+        "BitImageProcessorPil",
+        {
+            "size": {"shortest_edge": 256},
+            "crop_size": {"height": 224, "width": 224},
+            "image_mean": [0.485, 0.456, 0.406],
+            "image_std": [0.229, 0.224, 0.225],
+        },
+    ),
+    # facebook/convnext-tiny-224: size 224, crop_pct 0.875 (resize to 256, crop 224)
+    "convnext_tiny": (
+        "ConvNextImageProcessorPil",
+        {"size": 224, "crop_pct": 0.875, "image_mean": [0.485, 0.456, 0.406]},
+    ),
+    # google/siglip-base-patch16-224: straight to 224x224, no crop
+    "siglip_vit_b16": ("SiglipImageProcessorPil", {"size": {"height": 224, "width": 224}}),
+}
+ODD_SIZES = [(317, 233), (233, 317), (300, 224), (225, 500), (640, 480), (256, 256)]
+
+
+def _processor(class_name: str, fields: dict):
+    import transformers
+
+    return getattr(transformers, class_name)(**fields)
+
+
+def _max_levels(ours: torch.Tensor, theirs: np.ndarray, spec: InputSpec) -> float:
+    """The largest difference after normalization, in grey levels of [0, 1] input (x std)."""
+    std = np.asarray(spec.std).reshape(3, 1, 1)
+    return float(np.abs((ours.numpy() - theirs) * std).max())
+
+
+@pytest.mark.parametrize(
+    ("name", "processor"),
+    [
+        *HUB_PROCESSORS.items(),
+        # ConvNeXt at 384 px and more warps to the square (no crop)
+        ("convnext_384", ("ConvNextImageProcessorPil", {"size": {"shortest_edge": 384}})),
+        # a {height, width} processor with a centre crop after it
+        (
+            "resize_then_crop",
+            ("CLIPImageProcessorPil", {"size": {"height": 240, "width": 260}, "crop_size": 224}),
+        ),
+    ],
+)
+def test_eval_transform_equals_the_backbones_processor_on_non_square_images(name, processor):
+    proc = _processor(*processor)
+    spec = InputSpec.from_processor(proc)
+    tf = FrameTransform(spec)
+    worst = 0.0
+    for seed, (h, w) in enumerate(ODD_SIZES):
+        img = smooth_image(h, w, seed)
+        theirs = proc(images=img, return_tensors="np")["pixel_values"][0]  # (3, H, W)
+        ours = tf(img, random.Random(seed))
+        assert tuple(ours.shape) == theirs.shape, (name, h, w)
+        worst = max(worst, _max_levels(ours, theirs, spec))
+        assert _max_levels(ours, theirs, spec) <= 1 / 255, (name, h, w)
+        # and from a frame store: the stored (resized) frame gives the same tensor
+        torch.testing.assert_close(tf(tf.store_frame(img), None), ours, rtol=0, atol=0)
+    print(f"{name}: max difference from the processor {worst:.2e} (grey levels of [0, 1])")
+
+
+def test_the_old_rounded_resize_differed_from_the_processor():
+    # the check above would catch it: CLIP at 317x233 (the issue's case) with the long edge
+    # rounded (305) instead of truncated (304) samples another grid
+    proc = _processor(*HUB_PROCESSORS["clip_vit_b16"])
+    img = smooth_image(317, 233, 0)
+    theirs = proc(images=img, return_tensors="np")["pixel_values"][0]
+    pil = Image.fromarray(img).resize((224, 305), Image.Resampling.BICUBIC)
+    rounded = np.asarray(pil)[40:264]
+    old = FrameTransform(CLIP)(rounded, None)  # already 224 wide: only the crop and the LUT
+    assert _max_levels(old, theirs, CLIP) > 1 / 255
+
+
+def test_every_backbone_option_has_its_processor_in_the_table():
+    from dfd.runtime.config import CONF_DIR
+
+    assert set(HUB_PROCESSORS) == {p.stem for p in (CONF_DIR / "backbone").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("option", sorted(HUB_PROCESSORS))
+def test_random_backbones_take_the_geometry_of_their_hub_processor(option):
+    # backbone.pretrained=false reads conf/backbone/<option>.yaml's image_processor: it must
+    # give the geometry the hub processor gives, or random and pretrained runs would differ
+    from dfd.data.spec import ProcessorFields
+    from dfd.models.backbone import _plain
+
+    cfg = compose_train([f"backbone={option}", "backbone.pretrained=false"])
+    from_yaml = InputSpec.from_processor(ProcessorFields(**_plain(cfg.backbone.image_processor)))
+    from_hub = InputSpec.from_processor(_processor(*HUB_PROCESSORS[option]))
+    assert (from_yaml.size, from_yaml.resize_to, from_yaml.resample) == (
+        from_hub.size,
+        from_hub.resize_to,
+        from_hub.resample,
+    )
+
+
+def test_square_clip_crops_are_a_plain_resize_as_before():
+    # the demo's and every CLIP run's 256x256 face crops: the geometry did not change
+    assert CLIP.resize_to == 224 and CLIP.geometry(256, 256) == (224, 224, 0, 0)
+    tiny = InputSpec.from_processor(
+        _processor("CLIPImageProcessorPil", {"size": {"shortest_edge": 64}, "crop_size": 64})
+    )
+    assert tiny == InputSpec((64, 64), 3, tiny.mean, tiny.std) and tiny.geometry(64, 64) == (
+        64,
+        64,
+        0,
+        0,
+    )
+
+
+def test_processor_geometries_dfd_cannot_follow_are_refused():
+    with pytest.raises(ValueError, match="output size depends on the image"):
+        InputSpec.from_processor(_processor("CLIPImageProcessorPil", {"do_center_crop": False}))
+    with pytest.raises(ValueError, match="padded with zeros"):
+        InputSpec((224, 224), 3, (0.5,) * 3, (0.5,) * 3, resize_to=200)

@@ -37,6 +37,7 @@ COMMANDS = {  # module -> its config
     "export": "export",
     "datasets": "datasets",
     "app": "app",
+    "convert": "convert",
 }
 
 
@@ -245,7 +246,11 @@ def test_hub_offline_switch_means_unreachable(monkeypatch):
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_help_says_what_the_command_does_and_lists_only_its_groups(command):
-    overrides = {"evaluate": ["checkpoint=x"], "predict": ["checkpoint=x", "input=x"]}
+    overrides = {
+        "evaluate": ["checkpoint=x"],
+        "predict": ["checkpoint=x", "input=x"],
+        "convert": ["input=x", "output=y"],
+    }
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             config_name=COMMANDS[command],

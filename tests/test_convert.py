@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -201,10 +202,10 @@ class _Authors(nn.Module):
     """The authors' LightningModule's tensors: `feature_extractor` (CLIPEncoder: `vision_model`
     = the tower, optionally wrapped by peft LN-tuning) and `model.linear`."""
 
-    def __init__(self, layout: str, unfreeze: bool, seed: int = 1) -> None:
+    def __init__(self, layout: str, unfreeze: bool, seed: int = 1, source: Path = TINY) -> None:
         super().__init__()
         encoder = nn.Module()
-        encoder.vision_model = CLIPVisionModel.from_pretrained(TINY)
+        encoder.vision_model = CLIPVisionModel.from_pretrained(source)
         g = torch.Generator().manual_seed(seed)
         if layout == "peft":
             encoder = get_peft_model(encoder, LNTuningConfig(target_modules=list(LN)))
@@ -266,6 +267,55 @@ def test_converted_folder_scores_like_the_authors_model(
         torch.testing.assert_close(detector.logits(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_checkpoint_trained_from_a_local_encoder_folder_converts_with_the_folder_override(
+    tmp_path, monkeypatch, capsys
+):
+    # the authors trained from their own copy of the encoder: hyper_parameters.backbone is a
+    # folder on their machine, which no dfd backbone option names
+    folder = tmp_path / "encoders" / "my-tiny-clip"
+    CLIPVisionModel.from_pretrained(TINY).save_pretrained(folder)
+    shutil.copy(TINY / "preprocessor_config.json", folder)  # as `hf download` leaves it
+    authors = _Authors("peft", unfreeze=False, source=folder).eval()
+    hp = authors_hparams("/home/someone/models/my-tiny-clip", seed=3)
+    ckpt = save_lightning(tmp_path / "model.ckpt", authors.state_dict(), hp)
+
+    with pytest.raises(SystemExit):  # without the override: one line that says what to pass
+        run_convert(monkeypatch, tmp_path, ckpt, tmp_path / "refused")
+    err = capsys.readouterr().err
+    assert "'/home/someone/models/my-tiny-clip' has no dfd backbone option" in err
+    assert 'overrides=["backbone.name_or_path=<folder>"]' in err.replace("\\", "\\")
+    assert not (tmp_path / "refused").exists()
+
+    out = tmp_path / "converted"
+    run_convert(monkeypatch, tmp_path, ckpt, out, f'overrides=["backbone.name_or_path={folder}"]')
+    # the folder's config.json is tiny_clip's architecture: that option, with the folder
+    printed = capsys.readouterr().out
+    assert "backbone=tiny_clip" in printed and f"backbone.name_or_path={folder}" in printed
+    detector, cfg = load_detector(out)
+    assert cfg.backbone.name == "tiny_clip" and cfg.backbone.name_or_path == str(folder)
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            detector.logits(x), authors(x, normalize=True), rtol=1e-5, atol=1e-5
+        )
+
+
+def test_a_backbone_option_in_the_overrides_is_taken_as_named(tmp_path):
+    from dfd.convert.lightning import backbone_option
+
+    option, lns = backbone_option("/elsewhere/clip", overrides=["backbone=clip_vit_l14"])
+    assert option == "clip_vit_l14" and "layer_norm1" in lns
+    with pytest.raises(ConversionError, match="overrides backbone=clip_vit_l15: no such option"):
+        backbone_option("/elsewhere/clip", overrides=["backbone=clip_vit_l15"])
+    # a folder override that holds no encoder dfd knows is named as such
+    other = tmp_path / "other"
+    CLIPVisionModel(
+        CLIPVisionConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    ).save_pretrained(other)
+    with pytest.raises(ConversionError, match="is not the folder of one of their encoders"):
+        backbone_option("/elsewhere/clip", overrides=[f"backbone.name_or_path={other}"])
+
+
 _TRIPPED = []
 
 
@@ -292,8 +342,12 @@ def test_a_checkpoint_that_needs_a_full_unpickle_is_refused(tmp_path, monkeypatc
         read_lightning_checkpoint(ckpt)
     with pytest.raises(SystemExit) as stop:
         run_convert(monkeypatch, tmp_path, ckpt, tmp_path / "out")
-    assert stop.value.code == 2
-    assert "weights_only=True" in capsys.readouterr().err
+    # through dfd.runtime.cli.entry_point like every command: a user error is status 1 and
+    # one line (dfd.convert's own handler exited with 2 before)
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "weights_only=True" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
     assert not _TRIPPED and not (tmp_path / "out").exists()
 
 
@@ -347,3 +401,22 @@ def test_unfrozen_layers_that_dfd_would_not_train_are_refused(tmp_path):
     hp = authors_hparams(str(TINY), head="linear", unfreeze_layers=["layer_norm1", "mlp"])
     with pytest.raises(ConversionError, match=r"encoder\.layers\.0\.mlp\.fc1\.weight trained"):
         trained_tensors(AuthorsCheckpoint(tmp_path, sd, hp), list(LN))
+
+
+def test_a_text_file_is_one_line_and_status_1(tmp_path, monkeypatch, capsys):
+    text = tmp_path / "model.ckpt"
+    text.write_text("not a checkpoint\n" * 20)
+    with pytest.raises(SystemExit) as stop:
+        run_convert(monkeypatch, tmp_path, text, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "Traceback" not in err
+    assert err.strip() == err.strip().splitlines()[0]
+    assert f"{text} is not a torch checkpoint (it starts with b'not '" in err
+    # torch's format with garbage inside: still one line
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+    with pytest.raises(SystemExit) as stop:
+        run_convert(monkeypatch, tmp_path, garbage, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"{garbage} is not a readable torch checkpoint" in err

@@ -76,6 +76,8 @@ def test_onnx_export_matches_pytorch_and_carries_the_input_spec(checkpoint, onnx
     input_spec = json.loads(meta["dfd.input_spec"])
     assert input_spec["size"] == list(spec.size) and input_spec["interpolation"] == "bicubic"
     assert input_spec["mean"] == list(spec.mean) and input_spec["std"] == list(spec.std)
+    # the processor's geometry (tiny_clip: CLIP's shortest edge, then the centre crop)
+    assert input_spec["resize"] == {"shortest_edge": 64} and input_spec["crop"] == [64, 64]
     assert json.loads(meta["dfd.labels"]) == {"0": "real", "1": "fake"}
     assert json.loads(meta["dfd.checkpoint"])["path"] == str(checkpoint.resolve())
     # no peft at inference: LN-tuning's duplicate LayerNorms are gone from the graph
@@ -119,13 +121,15 @@ def readme_example() -> str:
     return found.group(1)
 
 
+@pytest.mark.parametrize("shape", [(256, 256), (300, 211)], ids=["square", "non_square"])
 def test_readme_example_scores_a_crop_with_onnxruntime_numpy_and_opencv(
-    tmp_path, checkpoint, onnx_export
+    tmp_path, checkpoint, onnx_export, shape
 ):
     shutil.copy(onnx_export[0], tmp_path / "detector.onnx")
     rng = np.random.default_rng(0)
-    # a smooth 256x256 "crop" (real crops are smooth; noise would exaggerate resize differences)
-    crop = cv2.resize(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), (256, 256))
+    # a smooth "crop" (real crops are smooth; noise would exaggerate resize differences); a
+    # non-square one goes through the processor's shortest-edge rule and centre crop
+    crop = cv2.resize(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), shape[::-1])
     cv2.imwrite(str(tmp_path / "face.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
 
     code = readme_example()

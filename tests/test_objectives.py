@@ -9,12 +9,14 @@ import torch.nn.functional as F
 
 from dfd.models.heads import ArcFaceHead, LinearHead, LinearNormHead
 from dfd.models.objectives import (
+    SLERP_PARTNERS,
     ArcFaceObjective,
     CrossEntropyObjective,
     HypersphereObjective,
     alignment_loss,
     check_head,
     slerp_augment,
+    slerp_pairs,
     uniformity_loss,
 )
 
@@ -84,29 +86,136 @@ def _naive_slerp(a, b, t):
     return (math.sin((1 - t) * theta) * a + math.sin(t * theta) * b) / math.sin(theta)
 
 
-def test_slerp_matches_the_formula_and_stays_within_class():
-    y = torch.tensor([0, 1, 0, 0, 1, 1, 0, 2])  # class 2 has one member
-    z = _unit(len(y), seed=3).float()
-    gen_state = torch.Generator().manual_seed(7)
-    out = slerp_augment(z, y, gen_state)
-    # replay the generator: a permutation per class (in unique() order), then t
-    replay = torch.Generator().manual_seed(7)
-    partner = torch.arange(len(y))
+def _replay_partners(y: torch.Tensor, seed: int, partner: str):
+    """The partners and t that `slerp_augment` draws from a generator seeded with `seed`,
+    written out from each draw's description."""
+    replay = torch.Generator().manual_seed(seed)
+    pair, t = torch.arange(len(y)), torch.zeros(len(y), 1)
     for cls in y.unique():
         members = torch.nonzero(y == cls).flatten()
         if members.numel() < 2:
             continue
-        order = members[torch.randperm(members.numel(), generator=replay)]
-        partner[order] = torch.roll(order, 1)
-    t = torch.rand(len(y), 1, generator=replay)
+        if partner == "permutation":  # per class: randperm, then t for its members
+            pair[members] = members[torch.randperm(members.numel(), generator=replay)]
+            t[members] = torch.rand(members.numel(), 1, generator=replay)
+        else:  # per class: a cyclic shift of a random order; t for the batch at the end
+            order = members[torch.randperm(members.numel(), generator=replay)]
+            pair[order] = torch.roll(order, 1)
+    if partner == "derangement":
+        t = torch.rand(len(y), 1, generator=replay)
+    return pair, t
+
+
+@pytest.mark.parametrize("partner", SLERP_PARTNERS)
+def test_slerp_matches_the_formula_and_stays_within_class(partner):
+    y = torch.tensor([0, 1, 0, 0, 1, 1, 0, 2, 1, 0, 0, 1])  # class 2 has one member
+    z = _unit(len(y), seed=3).float()
+    out = slerp_augment(z, y, torch.Generator().manual_seed(7), partner=partner)
+    pair, t = _replay_partners(y, 7, partner)
     for i in range(len(y)):
-        if partner[i] == i:
+        if pair[i] == i:
             torch.testing.assert_close(out[i], z[i])
             continue
-        assert y[partner[i]] == y[i] and partner[i] != i
-        expected = _naive_slerp(z[i].double(), z[partner[i]].double(), float(t[i]))
+        assert y[pair[i]] == y[i]
+        expected = _naive_slerp(z[i].double(), z[pair[i]].double(), float(t[i]))
         torch.testing.assert_close(out[i].double(), expected, atol=1e-5, rtol=1e-5)
         assert float(out[i].norm()) == pytest.approx(1.0, abs=1e-5)
+
+
+def _authors_slerp(A, B, t):
+    # yermandy/deepfake-detection src/model/dfdet.py (commit 0b872f7), `slerp`, verbatim
+    A = F.normalize(A, dim=-1)
+    B = F.normalize(B, dim=-1)
+    dot = torch.sum(A * B, dim=-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7)
+    theta = torch.acos(dot)
+    sin_theta = torch.sin(theta)
+    t_theta = t * theta
+    coeff_a = torch.sin(theta - t_theta) / sin_theta
+    coeff_b = torch.sin(t_theta) / sin_theta
+    return coeff_a * A + coeff_b * B
+
+
+def _authors_slerp_feature_augmentation(labels, features):
+    # the same file, `DeepfakeDetectionModel.slerp_feature_augmentation` (training, range [0, 1]),
+    # verbatim but for `self` and the batch object
+    for class_label in torch.unique(labels):
+        class_mask = labels == class_label
+        if class_mask.sum() < 2:
+            continue
+        class_features = features[class_mask]
+        num_embeddings = len(class_features)
+        indices2 = torch.randperm(num_embeddings)
+        A = class_features
+        B = class_features[indices2]
+        t = torch.rand((num_embeddings, 1), device=features.device, dtype=features.dtype)
+        t0, t1 = 0.0, 1.0
+        t = t * (t1 - t0) + t0
+        augmented_embeddings = _authors_slerp(A, B, t)
+        features[class_mask] = augmented_embeddings.to(features.dtype)
+    return features
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_default_slerp_draws_and_mixes_exactly_as_the_authors_code(seed):
+    # same seed of torch's default generator, same calls in the same order: same pairs and t
+    y = torch.tensor([1, 0, 0, 1, 1, 0, 1, 1, 0, 0, 1, 1, 0, 1, 2, 0])
+    z = _unit(len(y), d=16, seed=seed).float()
+    torch.manual_seed(seed)
+    theirs = _authors_slerp_feature_augmentation(y, z.clone())
+    torch.manual_seed(seed)
+    ours = slerp_augment(z, y)
+    torch.testing.assert_close(ours, theirs, atol=2e-6, rtol=0)
+    # and both generators moved on by the same draws
+    torch.manual_seed(seed)
+    _authors_slerp_feature_augmentation(y, z.clone())
+    after_theirs = torch.rand(4)
+    torch.manual_seed(seed)
+    slerp_augment(z, y)
+    torch.testing.assert_close(torch.rand(4), after_theirs, atol=0, rtol=0)
+
+
+def test_self_pairs_are_one_in_n_per_class_by_default_and_never_with_derangement():
+    sizes = {0: 10, 1: 6, 2: 2}  # class -> members in the batch
+    y = torch.tensor([c for c, n in sizes.items() for _ in range(n)])[torch.randperm(18)]
+    draws = 4000
+    for partner in SLERP_PARTNERS:
+        g = torch.Generator().manual_seed(11)
+        self_pairs = dict.fromkeys(sizes, 0)
+        for _ in range(draws):
+            pair, _ = slerp_pairs(y, g, partner)
+            assert bool((y[pair] == y).all())  # always within the class
+            for c in sizes:
+                members = y == c
+                self_pairs[c] += int((pair[members] == torch.arange(len(y))[members]).sum())
+        for c, n in sizes.items():
+            fraction = self_pairs[c] / (draws * n)
+            if partner == "derangement":
+                assert fraction == 0.0, (c, fraction)
+            else:
+                # a random permutation of n has one fixed point on average, variance 1
+                se = 1.0 / (n * math.sqrt(draws))
+                assert abs(fraction - 1.0 / n) < 3 * se, (c, n, fraction, se)
+
+
+def test_an_unknown_slerp_partner_is_a_one_line_error():
+    with pytest.raises(
+        ValueError, match=r"^loss.slerp_partner='shift' must be one of permutation, derangement$"
+    ):
+        HypersphereObjective(slerp_partner="shift")
+    with pytest.raises(ValueError, match="loss.slerp_partner='shift'"):
+        slerp_pairs(torch.tensor([0, 0, 1]), partner="shift")
+    # from the command line: the one line dfd prints for a config error
+    from hydra.utils import instantiate
+
+    from dfd.runtime.cli import user_message
+    from tests.conftest import compose_train
+
+    cfg = compose_train(["loss.slerp_partner=shift"])
+    with pytest.raises(Exception) as err:
+        instantiate(cfg.loss)
+    assert user_message(err.value, "train", []) == (
+        "loss.slerp_partner='shift' must be one of permutation, derangement"
+    )
 
 
 def test_arcface_head_logits():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from dfd.evaluate import evaluate_checkpoint
 from dfd.predict.predictor import find_inputs, run_prediction
@@ -230,3 +232,30 @@ def test_command_line_writes_json_and_a_missing_checkpoint_is_one_line(tmp_path,
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr
     assert f"checkpoint folder {tmp_path / 'nope'} does not exist" in bad.stderr
+
+
+def test_the_demo_model_says_so_on_the_console_and_in_the_output(tmp_path, checkpoint, caplog):
+    image = write_png(tmp_path / "astronaut.png", skimage_data.astronaut())
+    with caplog.at_level(logging.WARNING, logger="dfd.predict.predictor"):
+        predict(checkpoint, image, tmp_path / "out.csv")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "dfd's demo model" in warnings[0]
+    assert "synthetic 64x64" in warnings[0] and "\n" not in warnings[0]
+    written = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert written[0]["demo_model"] == "True"
+    predict(checkpoint, image, tmp_path / "out.json")
+    identity = json.loads((tmp_path / "out.json").read_text())["checkpoint"]
+    assert identity["demo_model"] is True and "synthetic 64x64" in identity["warning"]
+
+    # the same weights recorded as another encoder trained on other data: no warning
+    other = tmp_path / "other_checkpoint"
+    shutil.copytree(checkpoint, other)
+    cfg = OmegaConf.load(other / "config.yaml")
+    cfg.backbone.name, cfg.data.name = "my_encoder", "ff_cross"
+    OmegaConf.save(cfg, other / "config.yaml")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dfd.predict.predictor"):
+        predict(other, image, tmp_path / "other.json")
+    assert not [r for r in caplog.records if "demo model" in r.getMessage()]
+    identity = json.loads((tmp_path / "other.json").read_text())["checkpoint"]
+    assert identity["demo_model"] is False and identity["warning"] is None

@@ -186,9 +186,15 @@ def test_selected_epoch_is_the_best_source_val_epoch_and_targets_get_its_weights
         assert (tensor == at_best[name]).all(), f"checkpoint tensor {name} is not epoch {best}'s"
 
 
-@pytest.mark.parametrize("case", ["tie_at_every_epoch", "nan_at_every_epoch"])
-def test_no_later_epoch_is_selected_without_a_strict_improvement(case, tmp_path, demo_cache):
-    """Ties keep the earliest epoch; a NaN validation value never counts as an improvement."""
+@pytest.mark.parametrize(
+    ("case", "select_epoch_0"),
+    [("tie_at_every_epoch", True), ("nan_at_every_epoch", True), ("tie_at_every_epoch", False)],
+)
+def test_no_later_epoch_is_selected_without_a_strict_improvement(
+    case, select_epoch_0, tmp_path, demo_cache
+):
+    """Ties keep the earliest epoch; a NaN validation value never counts as an improvement;
+    with trainer.select_epoch_0=false the earliest is the first trained epoch."""
     tr_real, tr_fake = source_videos(demo_cache, "train")
     va_real, _ = source_videos(demo_cache, "val")
     train_root = write_dataset(
@@ -210,11 +216,26 @@ def test_no_later_epoch_is_selected_without_a_strict_improvement(case, tmp_path,
             "trainer.max_steps=null",
             f"trainer.max_epochs={epochs}",
             "trainer.eval_batch_size=1",  # each frame alone: identical pixels, identical scores
+            f"trainer.select_epoch_0={str(select_epoch_0).lower()}",
         ],
     )
-    assert result["best_epoch"] == 0
+    assert result["best_epoch"] == (0 if select_epoch_0 else 1)
     value = result["val"]["video_auc"]
     assert value == 0.5 if case == "tie_at_every_epoch" else math.isnan(value)
+
+
+def test_select_epoch_0_false_needs_a_training_step(tmp_path, demo_cache):
+    from dfd.runtime.errors import UserError
+
+    with pytest.raises(UserError, match=r"trainer.select_epoch_0=false with no training step"):
+        run(tmp_path, demo_cache, ["trainer.max_epochs=0", "trainer.select_epoch_0=false"])
+
+
+def test_the_paper_recipe_selects_among_trained_epochs_only():
+    from tests.conftest import compose_train
+
+    assert compose_train(["experiment=paper"]).trainer.select_epoch_0 is False
+    assert compose_train([]).trainer.select_epoch_0 is True  # the demo: epoch 0 competes
 
 
 # --------------------------------------------------------------------- frame sampling

@@ -176,3 +176,32 @@ def test_robustness_none_is_the_default_and_adds_nothing(tmp_path, checkpoint):
         cfg.paths.output_dir = str(tmp_path)
     evaluate_checkpoint(cfg)
     assert not (tmp_path / "plots" / "robustness.png").exists()
+
+
+def test_the_evaluate_command_names_its_mlflow_run_by_its_options(
+    tmp_path, checkpoint, monkeypatch
+):
+    import sys
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    import dfd.evaluate
+
+    uri = fresh_mlflow_uri(tmp_path)
+    argv = [
+        "dfd.evaluate",
+        f"checkpoint={checkpoint}",
+        f"tracking.uri={uri}",
+        "eval.aggregate=median",
+        f"hydra.run.dir={tmp_path}/eval",
+        f"paths.output_root={tmp_path}",
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    try:
+        dfd.evaluate.main()
+    finally:
+        GlobalHydra.instance().clear()
+    mlflow.set_tracking_uri(uri)
+    (run,) = mlflow.search_runs(experiment_names=["dfd"], output_format="list")
+    where = "/".join(checkpoint.resolve().parts[-3:-1])
+    assert run.info.run_name == f"evaluate · {where} · aggregate=median"

@@ -66,3 +66,28 @@ def test_the_tags_say_what_made_the_run(tmp_path):
 def test_a_plain_run_is_tagged_with_no_experiment(tmp_path):
     tags = run_tags(compose_train([], tmp_path), [])
     assert tags["dfd.experiment"] == "none" and tags["dfd.overrides"] == ""
+
+
+def test_an_evaluation_is_named_by_its_checkpoint_and_what_it_measures(tmp_path):
+    from dfd.evaluate import evaluation_name
+
+    ckpt = tmp_path / "runs" / "2026-12-06" / "06-13-23" / "checkpoint"
+    overrides = [
+        f"checkpoint={ckpt}",
+        "robustness=deepfakebench",
+        "data=ff_cross",
+        "paths.data_dir=/data",  # where, not what: left out
+        "num_workers=4",
+        "store.roles=[test]",
+        "threads=1",
+        "precision=bf16",
+        "robustness.perturbations.jpeg.levels=[50]",
+    ]
+    assert evaluation_name(ckpt, overrides) == (
+        "evaluate · 2026-12-06/06-13-23 · robustness=deepfakebench · data=ff_cross · "
+        "precision=bf16 · levels=[50]"
+    )
+    # a folder that is not a run's checkpoint/ (dfd.convert's output) by its name; nothing
+    # changed: just the checkpoint
+    assert evaluation_name(tmp_path / "authors", ["checkpoint=x"]) == "evaluate · authors"
+    assert evaluation_name(ckpt, []) == "evaluate · 2026-12-06/06-13-23"

@@ -37,16 +37,19 @@ from dfd.train import train
 from tests.test_bad_frames import _cfg
 
 SPEC = InputSpec(size=(28, 28), resample=3, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+# DINOv2's geometry in small: shortest edge to 32, then the centre 28x28
+CROP_SPEC = InputSpec((28, 28), 3, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), resize_to=32)
 
 
-def _frames(folder: Path, n: int = 6, side: int = 40) -> FrameIndex:
-    """`n` RGB PNGs of `side` pixels, one of them empty (unreadable)."""
+def _frames(folder: Path, n: int = 6, side: int | tuple[int, int] = 40) -> FrameIndex:
+    """`n` RGB PNGs of `side` pixels (or (height, width)), one of them empty (unreadable)."""
+    shape = (side, side) if isinstance(side, int) else side
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         path = folder / f"{i:03d}.png"
-        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(path)
         paths.append(str(path))
     Path(paths[2]).write_bytes(b"")
     return FrameIndex(
@@ -63,17 +66,27 @@ def _items(dataset: FrameDataset) -> list[dict]:
     return [dataset[i] for i in range(len(dataset))]
 
 
-@pytest.mark.parametrize("augmented", [False, True], ids=["eval", "train"])
-def test_items_from_the_store_equal_those_from_the_files(tmp_path, augmented):
-    index = _frames(tmp_path / "frames")
+@pytest.mark.parametrize(
+    ("augmented", "spec", "side", "form"),
+    [
+        (False, SPEC, 40, "resized-short28-bicubic-pillow"),
+        # a non-square frame under a resize-then-crop rule: the store keeps the resize, the
+        # crop is taken at load, so a stored frame is never resized twice
+        (False, CROP_SPEC, (40, 57), "resized-short32-bicubic-pillow"),
+        (True, SPEC, 40, "decoded"),
+    ],
+    ids=["eval", "eval_crop", "train"],
+)
+def test_items_from_the_store_equal_those_from_the_files(tmp_path, augmented, spec, side, form):
+    index = _frames(tmp_path / "frames", side=side)
     augmentations = {
         "flip": HorizontalFlip(0.5),
         "affine": RandomAffine(10, (0.1, 0.1), (0.9, 1.1)),
         "jpeg": JpegCompression((40, 100)),
     }
-    transform = FrameTransform(SPEC, augmentations if augmented else None)
+    transform = FrameTransform(spec, augmentations if augmented else None)
     store = open_store(index, transform, tmp_path / "stores")
-    assert store.meta["form"] == ("decoded" if augmented else "resized28x28-bicubic-pillow")
+    assert store.meta["form"] == form
     assert store.meta["unreadable"] == 1
     for epoch in (0, 3):  # augmentations draw per (seed, epoch, frame) either way
         files = FrameDataset(index, transform, seed=7, on_error="skip")

@@ -106,7 +106,9 @@ def _measure(
     out_dir = Path(cfg.paths.output_dir)
     spec = setup.input_spec
     if cfg.pipeline.size:
-        spec = dataclasses.replace(spec, size=(int(cfg.pipeline.size),) * 2)
+        # ViT-L's geometry at that size: the shortest edge to it, then the centre square
+        side = int(cfg.pipeline.size)
+        spec = dataclasses.replace(spec, size=(side, side), resize_to=side)
     results = BenchResults(
         machine=describe_machine(device),
         setup={

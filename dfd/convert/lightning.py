@@ -33,6 +33,7 @@ from omegaconf import OmegaConf
 
 from dfd.engine.checkpoint import canonical_key, save_checkpoint
 from dfd.runtime.config import CONF_DIR, compose_config
+from dfd.runtime.errors import UserError
 
 # peft's LN-tuning layout: a trainable copy beside the frozen `base_layer` of each LayerNorm
 PEFT_LN = re.compile(
@@ -60,8 +61,9 @@ PRECISIONS = {
 }
 
 
-class ConversionError(ValueError):
-    """An authors' checkpoint that dfd cannot read or represent; the message says why."""
+class ConversionError(UserError, ValueError):
+    """An authors' checkpoint that dfd cannot read or represent; the message says why (and
+    `dfd.runtime.cli.entry_point` prints it as one line)."""
 
 
 @dataclass
@@ -87,6 +89,14 @@ def read_lightning_checkpoint(path: Path) -> AuthorsCheckpoint:
             f"input={path} does not exist: pass the authors' Lightning checkpoint, e.g. "
             f"model.ckpt from the hub repo yermandy/deepfake-detection"
         )
+    with path.open("rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive, or (the legacy format) a pickle of protocol 2 or more
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise ConversionError(
+            f"{path} is not a torch checkpoint (it starts with {head!r}, neither a zip archive "
+            f"nor a pickle): pass the Lightning .ckpt file the authors' trainer wrote"
+        )
     try:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -106,8 +116,13 @@ def read_lightning_checkpoint(path: Path) -> AuthorsCheckpoint:
             f"ckpt['state_dict'], 'hyper_parameters': dict(ckpt['hyper_parameters'])}}, out), "
             f"and convert `out`."
         ) from err
-    except (RuntimeError, OSError, EOFError) as err:
-        raise ConversionError(f"{path} is not a readable torch checkpoint: {err}") from err
+    except Exception as err:  # noqa: BLE001 - any bytes: torch's weights_only unpickler
+        # fails on a text or truncated file with KeyError, IndexError, ... as well
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConversionError(
+            f"{path} is not a readable torch checkpoint ({type(err).__name__}: {first}): pass "
+            f"the Lightning .ckpt file the authors' trainer wrote"
+        ) from err
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
         keys = sorted(ckpt)[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise ConversionError(
@@ -171,30 +186,134 @@ def loss_weights(hparams: Mapping[str, Any]) -> LossWeights:
     )
 
 
-def backbone_option(name_or_path: str, conf_dir: Path = CONF_DIR) -> tuple[str, list[str]]:
-    """The dfd backbone option (conf/backbone/<option>.yaml) whose `name_or_path` is this hub
-    id (or local folder), and the LayerNorm modules LN-tuning trains in it."""
+def _backbone_options(conf_dir: Path) -> dict[str, Any]:
+    """{option: its conf/backbone/<option>.yaml, paths resolved} for every backbone option."""
     paths = OmegaConf.load(conf_dir / "paths" / "default.yaml")
     options = {}
     for file in sorted((conf_dir / "backbone").glob("*.yaml")):
         spec = OmegaConf.merge({"paths": paths}, {"backbone": OmegaConf.load(file)})
-        # the option's own path, resolved (a local folder such as the demo's tiny CLIP)
-        where = OmegaConf.select(spec, "backbone.name_or_path", throw_on_resolution_failure=False)
-        options[str(where)] = (file.stem, list(spec.backbone.layernorm_modules))
-    if name_or_path not in options:
+        options[file.stem] = spec.backbone
+    return options
+
+
+def _name_or_path(option: Any) -> str:
+    # the option's own path, resolved (a local folder such as the demo's tiny CLIP)
+    return str(OmegaConf.select(option, "name_or_path", throw_on_resolution_failure=False))
+
+
+def _user_backbone(overrides: list[str] | tuple[str, ...]) -> tuple[str | None, str | None]:
+    """(the `backbone=<option>` the user chose, the `backbone.name_or_path` they set), each
+    None when not given; the path read from the overrides composed onto conf/train.yaml."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not overrides:
+        return None, None
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    option = path = None
+    for o in parsed:
+        if o.key_or_group == "backbone" and not o.is_delete():
+            option = o.get_value_element_as_str()
+        elif o.key_or_group == "backbone.name_or_path":
+            path = ""  # read below, resolved
+    if path is not None:
+        path = str(compose_config("train", list(overrides)).backbone.name_or_path)
+    return option, path
+
+
+_STRUCTURE = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "patch_size",
+    "image_size",
+    "hidden_sizes",
+    "depths",
+)
+
+
+def _architecture_matches(folder: str, options: Mapping[str, Any]) -> list[str]:
+    """The options whose `architecture` is the encoder saved in `folder` (its config.json:
+    the model type and every structural size the option names)."""
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as err:
         raise ConversionError(
-            f"hyper_parameters.backbone={name_or_path!r} has no dfd backbone option; "
-            f"conf/backbone/ knows {sorted(k for k in options if k != 'None')}"
+            f"backbone.name_or_path={folder}: cannot read the encoder's config.json there "
+            f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); pass a folder "
+            f"written by save_pretrained or `hf download`"
+        ) from err
+    vision = getattr(config, "vision_config", None) or config  # a full CLIP/SigLIP folder
+    found = vision.to_dict()
+    found["model_type"] = vision.model_type
+    matches = []
+    for name, option in options.items():
+        arch = OmegaConf.to_container(option.architecture, resolve=True)
+        if all(found.get(k) == v for k, v in arch.items() if k in (*_STRUCTURE, "model_type")):
+            matches.append(name)
+    return matches
+
+
+def backbone_option(
+    name_or_path: str, conf_dir: Path = CONF_DIR, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[str, list[str]]:
+    """The dfd backbone option (conf/backbone/<option>.yaml) of a checkpoint whose backbone is
+    `name_or_path` (a hub id or the folder it was trained from), and the LayerNorm modules
+    LN-tuning trains in it.
+
+    The user's `overrides` come first: ``backbone=<option>`` names the option outright;
+    otherwise an option whose own `name_or_path` is the checkpoint's matches; otherwise
+    ``backbone.name_or_path=<folder>`` (a local copy of the encoder) matches the option whose
+    architecture is the folder's config.json (its model type and sizes).
+    """
+    options = _backbone_options(conf_dir)
+    chosen, folder = _user_backbone(overrides)
+    if chosen is not None:
+        if chosen not in options:
+            raise ConversionError(
+                f"overrides backbone={chosen}: no such option in conf/backbone/ "
+                f"({', '.join(options)})"
+            )
+        return chosen, list(options[chosen].layernorm_modules)
+    for candidate in (name_or_path, folder):
+        named = [k for k, o in options.items() if candidate and _name_or_path(o) == candidate]
+        if len(named) == 1:
+            return named[0], list(options[named[0]].layernorm_modules)
+    if folder and Path(folder).expanduser().is_dir():
+        matches = _architecture_matches(str(Path(folder).expanduser()), options)
+        if len(matches) == 1:
+            return matches[0], list(options[matches[0]].layernorm_modules)
+        if len(matches) > 1:
+            raise ConversionError(
+                f"backbone.name_or_path={folder} fits the backbone options {matches}: name "
+                f'one, \'overrides=["backbone={matches[0]}","backbone.name_or_path={folder}"]\''
+            )
+    known = sorted(v for v in (_name_or_path(o) for o in options.values()) if v != "None")
+    raise ConversionError(
+        f"hyper_parameters.backbone={name_or_path!r} has no dfd backbone option "
+        f"(conf/backbone/ knows {known})"
+        + (
+            f", and backbone.name_or_path={folder} is not the folder of one of their encoders"
+            if folder
+            else ""
         )
-    return options[name_or_path]
+        + ". For a copy of a known encoder in a local folder pass "
+        "'overrides=[\"backbone.name_or_path=<folder>\"]' (and backbone=<option> if its "
+        "config.json does not tell which)"
+    )
 
 
-def config_overrides(ckpt: AuthorsCheckpoint, layout: str, peft: str) -> list[str]:
+def config_overrides(
+    ckpt: AuthorsCheckpoint, layout: str, peft: str, backbone: str | None = None
+) -> list[str]:
     """dfd overrides of conf/train.yaml that describe the authors' model and its training loss.
 
-    Backbone (by hub id), head, loss weights, slerp, precision and seed come from the
-    hyper_parameters, `peft` (``ln`` or ``linear_probe``) from what trained; anything dfd
-    cannot represent faithfully is refused.
+    Backbone (the option `backbone`, else the one whose hub id the hyper_parameters name),
+    head, loss weights, slerp, precision and seed come from the hyper_parameters, `peft`
+    (``ln`` or ``linear_probe``) from what trained; anything dfd cannot represent faithfully
+    is refused.
     """
     hp = ckpt.hyper_parameters
     head = HEADS.get(str(hp.get("head")))
@@ -218,7 +337,8 @@ def config_overrides(ckpt: AuthorsCheckpoint, layout: str, peft: str) -> list[st
             f"those layers trained too and dfd's LN-tuning would not train them"
         )
     weights = loss_weights(hp)
-    backbone, _ = backbone_option(str(hp.get("backbone")))
+    if backbone is None:
+        backbone, _ = backbone_option(str(hp.get("backbone")))
     overrides = [f"backbone={backbone}", f"peft={peft}", f"head={head}"]
     if head == "linear_norm":
         overrides += [
@@ -382,11 +502,16 @@ def convert(
     print(f"released model's loss: {weights.describe()}")
     # the authors' run.py selects the checkpoint on val_files (its example: the CDF-v2 test lists)
     print(f"its checkpoint was selected on val_files = {ckpt.hyper_parameters.get('val_files')}")
-    _, layernorm_modules = backbone_option(str(ckpt.hyper_parameters.get("backbone")))
+    # the user's overrides first: they may say where (or which) the encoder is
+    backbone, layernorm_modules = backbone_option(
+        str(ckpt.hyper_parameters.get("backbone")), overrides=extra_overrides
+    )
     layout, mapped, frozen = trained_tensors(ckpt, layernorm_modules)
     # no LayerNorm trained: the authors' linear probe (a frozen backbone under the head)
     peft = "ln" if any(k.startswith("backbone.") for k in mapped) else "linear_probe"
-    overrides = config_overrides(ckpt, layout, peft) + list(extra_overrides)
+    # a `backbone=<option>` of the user's is the one config_overrides writes already
+    extra = [o for o in extra_overrides if o.split("=", 1)[0] != "backbone"]
+    overrides = config_overrides(ckpt, layout, peft, backbone) + extra
     print("dfd overrides: " + " ".join(overrides))
     cfg = compose_config("train", overrides)
     state = match_to_model(mapped, expected_trainable(cfg), str(ckpt.path))

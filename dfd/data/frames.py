@@ -95,9 +95,11 @@ class FrameTransform:
     """uint8 RGB image -> normalized (3, H, W) float32 tensor for one backbone.
 
     Augmentations (training only) run first, in order, on the image as stored; then the
-    image is resized to the backbone's input size with its interpolation (shortest edge,
-    then centre crop, which for square face crops is a plain resize) and normalized with
-    its mean and std: all from the backbone's image-processor config. A PIL image is
+    image is resized and centre-cropped to the backbone's input exactly as its transformers
+    image processor does (the same integer rule: `InputSpec.geometry`; for CLIP, the shortest
+    edge to 224 and the long edge to ``int(224 * long / short)``, then the centre 224x224,
+    which for square face crops is a plain resize) with its interpolation, and normalized
+    with its mean and std: all from the backbone's image-processor config. A PIL image is
     accepted too (converted first).
 
     `resize` picks the resampler of that one filter (antialiased, Pillow's kernels):
@@ -136,34 +138,43 @@ class FrameTransform:
         """What a frame store (`dfd.data.store`) keeps for this transform, as a name.
 
         With augmentations the frame as decoded (they run on it, fresh every epoch); without
-        (evaluation) the frame already resized to the backbone's input, the one expensive
-        deterministic step, so that loading it costs a look-up.
+        (evaluation) the frame already resized as the backbone's processor resizes it (the
+        one expensive deterministic step; the centre crop is a view taken at load), so that
+        loading it costs a look-up: ``resized-short224-bicubic-pillow`` for CLIP.
         """
         if self.augmentations:
             return "decoded"
-        h, w = self.spec.size
-        return f"resized{h}x{w}-{Image.Resampling(self.spec.resample).name.lower()}-{self.resize}"
+        rule = self.spec.resize_to
+        rule = f"short{rule}" if isinstance(rule, int) else f"{rule[0]}x{rule[1]}"
+        return f"resized-{rule}-{Image.Resampling(self.spec.resample).name.lower()}-{self.resize}"
 
     def store_frame(self, img: np.ndarray) -> np.ndarray:
         """The (H, W, 3) uint8 array a frame store keeps for `img` (see `stored_form`).
 
-        ``self(self.store_frame(img), rng)`` equals ``self(img, rng)`` exactly: the resize
-        of an image already at the input size is skipped.
+        ``self(self.store_frame(img), rng)`` equals ``self(img, rng)`` exactly: an image
+        already resized by the processor's rule is left as it is (the rule maps its size to
+        itself), and only the centre crop is taken.
         """
         if self.augmentations:
             return img
+        return np.ascontiguousarray(self._resized(img))
+
+    def _resized(self, img: np.ndarray) -> np.ndarray:
+        """`img` resized by the spec's rule, before the crop: (h', w', 3) uint8, maybe a view."""
         if self.resize == "pillow":
-            return _resized_pillow(img, self.spec.size, self.spec.resample)
-        return np.stack(_resize_torch(img, self.spec.size, self.spec.resample), axis=-1)
+            return _resize_pillow(img, self.spec)
+        return _resize_torch(img, self.spec)
 
     def __call__(self, img: np.ndarray | Image.Image, rng: random.Random) -> torch.Tensor:
         if isinstance(img, Image.Image):
             img = np.asarray(img.convert("RGB"))
         for augment in self.augmentations:
             img = augment(img, rng)
-        resize = _resize_pillow if self.resize == "pillow" else _resize_torch
-        planes = resize(img, self.spec.size, self.spec.resample)  # 3 x (H, W) uint8
+        resized = self._resized(img)  # (h', w', 3) uint8
         th, tw = self.spec.size
+        nh, nw = resized.shape[:2]
+        top, left = (nh - th) // 2, (nw - tw) // 2  # transformers' center_crop
+        planes = cv2.split(np.ascontiguousarray(resized[top : top + th, left : left + tw]))
         out = np.empty((3, th, tw), dtype=np.float32)  # (3, H, W)
         for c, plane in enumerate(planes):
             cv2.LUT(plane, self._lut[c], dst=out[c])
@@ -174,45 +185,31 @@ class FrameTransform:
 _TORCH_MODES = {2: "bilinear", 3: "bicubic"}
 
 
-def _fit(h: int, w: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Resized (h, w) with the shortest edge fitting `size`, and the centre crop's (top, left)."""
-    th, tw = size
-    scale = max(th / h, tw / w)
-    nw, nh = max(tw, round(w * scale)), max(th, round(h * scale))
-    return nh, nw, (nh - th) // 2, (nw - tw) // 2
-
-
-def _resized_pillow(img: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
-    """Pillow's resize (shortest edge, centre crop) of (H, W, 3) uint8 -> (h, w, 3) uint8."""
-    th, tw = size
+def _resize_pillow(img: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Pillow's resize of (H, W, 3) uint8 to `spec`'s resized size (before the crop); `img`
+    itself when it is at that size already."""
     h, w = img.shape[:2]
-    if (h, w) != (th, tw):
-        nh, nw, top, left = _fit(h, w, size)
-        pil = Image.frombuffer("RGB", (w, h), np.ascontiguousarray(img), "raw", "RGB", 0, 1)
-        img = np.asarray(pil.resize((nw, nh), resample=Image.Resampling(resample)))
-        img = img[top : top + th, left : left + tw]
-    return np.ascontiguousarray(img)
+    nh, nw = spec.resized_size(h, w)
+    if (nh, nw) == (h, w):
+        return img
+    pil = Image.frombuffer("RGB", (w, h), np.ascontiguousarray(img), "raw", "RGB", 0, 1)
+    return np.asarray(pil.resize((nw, nh), resample=Image.Resampling(spec.resample)))
 
 
-def _resize_pillow(img: np.ndarray, size: tuple[int, int], resample: int) -> list[np.ndarray]:
-    """Pillow's resize (shortest edge, centre crop) of (H, W, 3) uint8 -> 3 planes (h, w)."""
-    return cv2.split(_resized_pillow(img, size, resample))
-
-
-def _resize_torch(img: np.ndarray, size: tuple[int, int], resample: int) -> list[np.ndarray]:
-    """torch's antialiased uint8 resize (shortest edge, centre crop) of (H, W, 3) -> 3 planes."""
-    th, tw = size
+def _resize_torch(img: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """torch's antialiased uint8 resize of (H, W, 3) to `spec`'s resized size (before the
+    crop), as an (h', w', 3) view; `img` itself when it is at that size already."""
     h, w = img.shape[:2]
-    if (h, w) == (th, tw):
-        return cv2.split(img)
-    nh, nw, top, left = _fit(h, w, size)
+    nh, nw = spec.resized_size(h, w)
+    if (nh, nw) == (h, w):
+        return img
     if not img.flags.writeable:  # a frame store's memory-mapped frame: torch wants to own it
         img = img.copy()
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
     x = torch.nn.functional.interpolate(
-        x, size=(nh, nw), mode=_TORCH_MODES[resample], antialias=True, align_corners=False
-    )[0, :, top : top + th, left : left + tw]
-    return [np.ascontiguousarray(p) for p in x.numpy()]
+        x, size=(nh, nw), mode=_TORCH_MODES[spec.resample], antialias=True, align_corners=False
+    )
+    return x[0].permute(1, 2, 0).numpy()  # (h', w', 3)
 
 
 class FrameDataset(Dataset):

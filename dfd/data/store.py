@@ -9,8 +9,9 @@ machine. What it keeps depends on the transform (`FrameTransform.stored_form`):
 
 - training (augmentations): the frame as decoded, since the augmentations draw anew every
   epoch and run on the full crop;
-- evaluation (no augmentations): the frame already resized to the backbone's input with the
-  backbone's own filter, so loading it is a copy and a normalization (`resized224x224-...`).
+- evaluation (no augmentations): the frame already resized as the backbone's image processor
+  resizes it (its integer rule and filter; the centre crop is taken at load), so loading it
+  is a copy and a normalization (`resized-short224-bicubic-pillow` for CLIP).
 
 Either way the model sees bit for bit the pixels of the PNG path (tested). Frames that do
 not decode are recorded with their decoder's message and raise or are skipped at read time

@@ -161,6 +161,7 @@ def hf_identity(folder: Path, record: dict[str, Any]) -> dict[str, Any]:
         "sha256": sha256_of(folder / WEIGHTS),
         "config": str((folder / CONFIG).resolve()),
         "backbone": str(source.get("backbone", "")),
+        "data": str(source.get("data", "")),
         "peft": str(source.get("peft", "")),
         "head": str(source.get("head", "")),
         "epoch": source.get("epoch"),

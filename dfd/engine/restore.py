@@ -56,6 +56,12 @@ PROVENANCE_TAGS = {
 }
 
 
+def released_name(folder: Path) -> str | None:
+    """A converted detector's name (meta.json ``detector``); None for dfd's own checkpoints."""
+    name = _read_json(Path(folder) / META).get("detector")
+    return str(name) if name else None
+
+
 def checkpoint_label(folder: Path) -> str:
     """A checkpoint's row name in reports: a converted detector's name (meta.json ``detector``,
     e.g. ``GenD pe_core_l14_336 (released)``), else what its training run changed
@@ -63,9 +69,9 @@ def checkpoint_label(folder: Path) -> str:
     from dfd.runtime.run_info import run_name
 
     folder = Path(folder)
-    meta = _read_json(folder / META)
-    if meta.get("detector"):
-        return str(meta["detector"])
+    name = released_name(folder)
+    if name:
+        return name
     overrides = _read_json(folder / "run.json").get("overrides") or []
     run = "/".join(folder.resolve().parts[-3:-1])
     return f"{run_name(overrides)} (dfd, {run})"
@@ -93,6 +99,7 @@ def checkpoint_identity(folder: Path, train_cfg: DictConfig) -> dict[str, Any]:
         "sha256": digest,
         "config": str((folder / CONFIG).resolve()),
         "backbone": str(train_cfg.backbone.get("name", "")),
+        "data": str((train_cfg.get("data") or {}).get("name", "")),
         "peft": str(peft.get("_target_", "")),
         "head": str(train_cfg.head._target_),
         "epoch": epoch,

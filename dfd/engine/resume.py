@@ -37,6 +37,7 @@ FOLDER = "resume"
 RESUME_KEYS = (
     "trainer.resume",
     "trainer.resume_every_steps",
+    "trainer.threads",  # speed only: a run may continue on another machine
     "paths.output_dir",
     "data.store",
 )

@@ -3,7 +3,9 @@
 The best epoch is chosen by the source domain's validation metric (video-level AUC by
 default), never by a target dataset: an epoch is the new best when its value is greater
 than the best so far (a tie keeps the earlier epoch; NaN never wins, but a NaN best is
-replaced by any number). Epoch 0 (before training) is a candidate. The best weights stay
+replaced by any number). Epoch 0 (before training) is validated and, unless
+`trainer.select_epoch_0=false` (the authors' Lightning selection, which only sees trained
+epochs), a candidate. The best weights stay
 in memory on every process so targets are scored with them without a file round trip.
 Everything that watches the run (tracking, checkpoint files, resume state, pruning, early
 stopping) is a callback.
@@ -35,6 +37,7 @@ from dfd.engine.resume import (
     set_rng_state,
 )
 from dfd.engine.task import DetectionTask
+from dfd.runtime.errors import UserError, config_flag
 from dfd.runtime.progress import progress
 from dfd.scoring.inference import evaluate
 from dfd.scoring.targets import allow_nonfinite
@@ -79,6 +82,7 @@ class Trainer:
     log_every_steps: int = 50
     aggregate: str = "mean"  # video score from frame scores: mean | median
     allow_nonfinite: bool = False  # a NaN score leaves its frame out instead of stopping
+    select_epoch_0: bool = True  # the untrained model (epoch 0) competes in selection
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     position: EpochProgress = field(default_factory=EpochProgress)
     unreadable: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
@@ -109,6 +113,13 @@ class Trainer:
         )
         if t.max_steps is not None:
             total_steps = min(total_steps, t.max_steps)
+        select_epoch_0 = config_flag(t, "select_epoch_0") if "select_epoch_0" in t else True
+        if not select_epoch_0 and total_steps < 1:
+            raise UserError(
+                f"trainer.select_epoch_0=false with no training step (trainer.max_epochs="
+                f"{t.max_epochs}, trainer.max_steps={t.max_steps}): nothing could be selected; "
+                f"train at least one step or set trainer.select_epoch_0=true"
+            )
         # stepped once per optimizer step, here rather than by Accelerate, whose prepared
         # scheduler advances num_processes times per step
         scheduler = instantiate(t.scheduler)(optimizer, T_max=max(total_steps, 1))
@@ -127,6 +138,7 @@ class Trainer:
             log_every_steps=t.log_every_steps,
             aggregate=run.cfg.eval.aggregate,
             allow_nonfinite=allow_nonfinite(run.cfg.eval),
+            select_epoch_0=select_epoch_0,
         )
         run.snapshot = trainer.snapshot
         return trainer
@@ -242,7 +254,8 @@ class Trainer:
         )
         self.unreadable["val"].update(unreadable)
         value = metrics[run.monitor]
-        run.improved = is_improvement(value, run.best_value)
+        candidate = run.epoch > 0 or self.select_epoch_0
+        run.improved = candidate and is_improvement(value, run.best_value)
         if run.improved:
             run.best_epoch, run.best_value, run.best_val = run.epoch, value, dict(metrics)
             self.best_state = trainable_state(self.detector)

@@ -85,7 +85,11 @@ def model_metadata(spec: InputSpec, identity: dict[str, Any]) -> dict[str, str]:
         "name": INPUT_NAME,
         "layout": "NCHW",
         "channels": "RGB",
-        "size": list(spec.size),  # (height, width)
+        "size": list(spec.size),  # (height, width) the model takes
+        # how an image of any shape gets there, as the backbone's transformers processor does:
+        # resize {shortest_edge: s} (long edge int(s * long / short)) or {height, width},
+        # then the centre crop [height, width] at top = (h - crop_h) // 2, left = (w - crop_w) // 2
+        **spec.to_json(),
         "interpolation": _interpolation(spec.resample),
         "pil_resample": spec.resample,
         "scale": "x / 255",

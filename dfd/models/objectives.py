@@ -50,34 +50,94 @@ def alignment_loss(z: torch.Tensor, labels: torch.Tensor, alpha: float = 2.0) ->
     return dists.pow(alpha).mean()
 
 
-def slerp_augment(
-    z: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Slerp feature augmentation (the paper's, training only).
+SLERP_PARTNERS = ("permutation", "derangement")
 
-    Within each class that has at least two samples, every feature a is paired with a random
-    other feature b of the same class and replaced by the spherical interpolation
-    sin((1-t) theta)/sin(theta) a + sin(t theta)/sin(theta) b, with t ~ U(0, 1) per sample and
-    theta = arccos(clamp(a.b, -1 + 1e-7, 1 - 1e-7)) between the normalized features.
-    Samples of a class with a single member are returned normalized and otherwise unchanged.
-    """
-    z = F.normalize(z.float(), dim=-1)
-    partner = torch.arange(z.shape[0], device=z.device)
+
+def _slerp_pairs_permutation(
+    labels: torch.Tensor, generator: torch.Generator | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The authors' draw: per class (in sorted order), a random permutation of its members,
+    then t ~ U(0, 1) for each of them; a member the permutation leaves in place is its own
+    partner (on average one per class per batch)."""
+    n_all = labels.shape[0]
+    partner = torch.arange(n_all, device=device)
+    t = torch.zeros(n_all, 1, device=device)  # (B, 1); unused where partner is self
+    for cls in torch.unique(labels):
+        members = torch.nonzero(labels == cls).flatten()
+        n = members.numel()
+        if n < 2:
+            continue
+        # yermandy/deepfake-detection src/model/dfdet.py (0b872f7, slerp_feature_augmentation):
+        # indices2 = torch.randperm(num_embeddings); t = torch.rand((num_embeddings, 1), ...)
+        perm = torch.randperm(n, generator=generator).to(device)
+        where = generator.device if generator is not None else device
+        partner[members] = members[perm]
+        t[members] = torch.rand((n, 1), generator=generator, device=where).to(device)
+    return partner, t
+
+
+def _slerp_pairs_derangement(
+    labels: torch.Tensor, generator: torch.Generator | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """dfd's earlier draw: per class, a cyclic shift of a random order, so every member of a
+    class of two or more gets a partner other than itself; then t for the whole batch."""
+    n_all = labels.shape[0]
+    partner = torch.arange(n_all, device=device)
     for cls in labels.unique():
         members = torch.nonzero(labels == cls).flatten()
         if members.numel() < 2:
             continue
-        order = members[torch.randperm(members.numel(), generator=generator).to(z.device)]
-        # a cyclic shift of a random order: every member gets a random partner other than itself
+        order = members[torch.randperm(members.numel(), generator=generator).to(device)]
         partner[order] = torch.roll(order, shifts=1)
-    t = torch.rand(z.shape[0], 1, generator=generator).to(z.device)  # (B, 1)
-    a, b = z, z[partner]
+    t = torch.rand(n_all, 1, generator=generator).to(device)  # (B, 1)
+    return partner, t
+
+
+def slerp_pairs(
+    labels: torch.Tensor,
+    generator: torch.Generator | None = None,
+    partner: str = "permutation",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's slerp partner (an index into the batch, of the same class) and its t.
+
+    ``"permutation"`` draws as the authors do (a `torch.randperm` within each class, so a
+    sample is its own partner with probability 1/n in a class of n, and stays unaugmented);
+    ``"derangement"`` never pairs a sample with itself in a class of two or more. A sample
+    of a class with a single member is always its own partner. Returns ``(partner (B,),
+    t (B, 1))``; the random draws come from `generator` (torch's default one when None).
+    """
+    if partner not in SLERP_PARTNERS:
+        raise ValueError(
+            f"loss.slerp_partner={partner!r} must be one of {', '.join(SLERP_PARTNERS)}"
+        )
+    draw = _slerp_pairs_permutation if partner == "permutation" else _slerp_pairs_derangement
+    return draw(labels, generator, labels.device)
+
+
+def slerp_augment(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    generator: torch.Generator | None = None,
+    partner: str = "permutation",
+) -> torch.Tensor:
+    """Slerp feature augmentation (Yermakov et al. 2025, Sec. 3; training only).
+
+    Every feature a is paired with a random feature b of its own class (`slerp_pairs`:
+    the authors' per-class permutation by default, ``partner="derangement"`` for a partner
+    other than itself) and replaced by the spherical interpolation
+    sin((1-t) theta)/sin(theta) a + sin(t theta)/sin(theta) b, with t ~ U(0, 1) per sample and
+    theta = arccos(clamp(a.b, -1 + 1e-7, 1 - 1e-7)) between the normalized features. A
+    feature that is its own partner (always in a class with a single member) is returned
+    normalized and otherwise unchanged.
+    """
+    z = F.normalize(z.float(), dim=-1)
+    pair, t = slerp_pairs(labels.to(z.device), generator, partner)
+    a, b = z, z[pair]
     theta = torch.acos((a * b).sum(dim=-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))  # (B, 1)
     sin = torch.sin(theta)
     mixed = (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / sin
-    return torch.where(
-        partner.unsqueeze(-1) == torch.arange(z.shape[0], device=z.device).unsqueeze(-1), a, mixed
-    )
+    itself = pair == torch.arange(z.shape[0], device=z.device)
+    return torch.where(itself.unsqueeze(-1), a, mixed)
 
 
 class CrossEntropyObjective:
@@ -99,7 +159,9 @@ class HypersphereObjective:
 
     With `slerp`, features are first replaced by their slerp augmentation within each class
     (`slerp_augment`); CE (through the `linear_norm` head) and both hypersphere terms are then
-    computed on the augmented features (Yermakov et al. 2025, Sec. 3).
+    computed on the augmented features (Yermakov et al. 2025, Sec. 3). `slerp_partner` picks
+    how partners are drawn: ``"permutation"`` as the authors' code (self-pairs possible),
+    ``"derangement"`` never a sample with itself (`slerp_pairs`).
     """
 
     required_head: str | None = "linear_norm"
@@ -113,15 +175,21 @@ class HypersphereObjective:
         alpha: float = 2.0,
         slerp: bool = True,
         label_smoothing: float = 0.0,
+        slerp_partner: str = "permutation",
     ) -> None:
+        if slerp_partner not in SLERP_PARTNERS:
+            raise ValueError(
+                f"loss.slerp_partner={slerp_partner!r} must be one of {', '.join(SLERP_PARTNERS)}"
+            )
         self.w_ce, self.w_unif, self.w_align = w_ce, w_unif, w_align
         self.t, self.alpha, self.slerp = t, alpha, slerp
+        self.slerp_partner = slerp_partner
         self.label_smoothing = label_smoothing
 
     def __call__(self, features: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> dict:
         z = F.normalize(features.float(), dim=-1)  # (B, D)
         if self.slerp:
-            z = slerp_augment(z, labels)
+            z = slerp_augment(z, labels, partner=self.slerp_partner)
         logits = head(z, labels)
         ce = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
         unif = uniformity_loss(z, self.t)
@@ -220,6 +288,8 @@ __all__ = [
     "alignment_loss",
     "check_head",
     "head_class",
+    "SLERP_PARTNERS",
     "slerp_augment",
+    "slerp_pairs",
     "uniformity_loss",
 ]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,20 @@ from dfd.scoring.metrics import video_scores
 
 OK, UNREADABLE, BEYOND_LIMIT = "ok", "unreadable", "beyond_frames_per_video"
 FORMATS = (".csv", ".json")
+DEMO_WARNING = (
+    "this checkpoint is dfd's demo model (backbone tiny_clip / data=demo): it was trained on "
+    "synthetic 64x64 rendered faces, so its p_fake for a real photo or video says nothing "
+    "about whether it is a deepfake; score with a detector trained on real data"
+)
+
+log = logging.getLogger(__name__)
+
+
+def is_demo_model(identity: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint (or its HF export) is dfd's offline demo, by its identity: the
+    `tiny_clip` backbone (a 64 px encoder pretrained on rendered faces) or trained on the
+    `demo` data (synthetic faces)."""
+    return identity.get("backbone") == "tiny_clip" or identity.get("data") == "demo"
 
 
 @dataclass
@@ -215,7 +231,11 @@ def write_predictions(path: Path, rows: list[Prediction], identity: dict[str, An
         data = {"checkpoint": identity, "predictions": [asdict(r) for r in rows]}
         path.write_text(json.dumps(data, indent=1) + "\n")
         return
-    names = [f.name for f in fields(Prediction)] + ["checkpoint", "checkpoint_sha256"]
+    names = [f.name for f in fields(Prediction)] + [
+        "checkpoint",
+        "checkpoint_sha256",
+        "demo_model",
+    ]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=names)
         writer.writeheader()
@@ -225,6 +245,7 @@ def write_predictions(path: Path, rows: list[Prediction], identity: dict[str, An
                     **asdict(row),
                     "checkpoint": identity["path"],
                     "checkpoint_sha256": identity["sha256"],
+                    "demo_model": identity.get("demo_model", False),
                 }
             )
 
@@ -270,8 +291,12 @@ def run_prediction(cfg: DictConfig) -> list[Prediction]:
         if kind == "video":
             finish_video(rows, aggregate)
     rows = [r for _, rows in per_input for r in rows]
-    write_predictions(output, rows, loaded.identity)
+    demo = is_demo_model(loaded.identity)
+    identity = {**loaded.identity, "demo_model": demo, "warning": DEMO_WARNING if demo else None}
+    write_predictions(output, rows, identity)
     _print_summary(per_input, output)
+    if demo:  # last, where it is read: beside the scores it qualifies
+        log.warning(DEMO_WARNING)
     return rows
 
 

@@ -31,6 +31,7 @@ _NOT_THE_EXPERIMENT = (
     "trainer.num_workers",
     "trainer.eval_batch_size",
     "trainer.cpu",
+    "trainer.threads",
     "data.on_error",
 )
 # train.yaml's top-level plain keys: `seed=1` reads `seed=1`, a group choice just `ln`
@@ -55,7 +56,7 @@ def experiment_of(overrides: Sequence[str]) -> str | None:
     return chosen
 
 
-def _part(o: Override) -> str | None:
+def _part(o: Override, keyed_groups: bool = False) -> str | None:
     key = o.key_or_group
     if key == "experiment" or key.startswith(_NOT_THE_EXPERIMENT):
         return None
@@ -65,21 +66,29 @@ def _part(o: Override) -> str | None:
     # the value as typed (`1e-3`, `false`), not as Hydra re-renders it (`0.001`, `False`)
     value = (o.input_line or "").split("=", 1)[-1] if o.input_line else o.get_value_element_as_str()
     # a config-group choice reads as the choice (`peft=ln` -> `ln`), a key as `leaf=value`
-    return value if "." not in key and key not in _TOP_LEVEL_KEYS else f"{leaf}={value}"
+    plain = "." not in key and key not in _TOP_LEVEL_KEYS and not keyed_groups
+    return value if plain else f"{leaf}={value}"
 
 
-def run_name(overrides: Sequence[str], experiment: str | None = None, max_chars: int = 80) -> str:
+def run_name(
+    overrides: Sequence[str],
+    experiment: str | None = None,
+    max_chars: int = 80,
+    keyed_groups: bool = False,
+) -> str:
     """A short, readable, deterministic run name from what differs from the defaults.
 
     `experiment` (or an `experiment=` override) comes first, then one part per override that
     changes the training, in command-line order, a later override of the same key replacing an
     earlier one: `["peft=lora", "trainer.optimizer.lr=1e-3"]` -> `lora · lr=1e-3`. With nothing
     changed the name is `defaults`. Names longer than `max_chars` are cut with an ellipsis.
+    `keyed_groups` writes a group choice with its group (`robustness=deepfakebench`), for
+    commands whose groups share option names (dfd.evaluate's `data` and `robustness`).
     """
     experiment = experiment or experiment_of(overrides)
     parts: dict[str, str] = {}
     for o in _parse(overrides):
-        part = _part(o)
+        part = _part(o, keyed_groups)
         if part is not None:
             parts.pop(o.key_or_group, None)  # the last value wins, in its position
             parts[o.key_or_group] = part
