@@ -19,7 +19,7 @@ from dfd.data.splits import load_targets
 from dfd.data.store import FrameStoreError, StoreOptions
 from dfd.engine.accelerator import finish, make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState, watched
-from dfd.engine.restore import load_detector
+from dfd.engine.restore import load_detector, selected_val_metrics
 from dfd.engine.task import DetectionTask
 from dfd.report.results import (
     results_summary,
@@ -28,6 +28,7 @@ from dfd.report.results import (
     write_robustness,
 )
 from dfd.runtime.cli import entry_point
+from dfd.scoring.metrics import val_eer_thresholds
 from dfd.scoring.robustness import build_perturbations, evaluate_robustness
 from dfd.scoring.targets import TargetScoring, score_targets
 from dfd.tracking.callback import MLflowCallback
@@ -47,13 +48,21 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     accelerator = make_accelerator(precision, cpu=cfg.cpu)
     with accelerator.main_process_first():
         targets = load_targets(data_cfg)
-    aggregate = cfg.eval.aggregate or train_cfg.get("eval", {}).get("aggregate", "mean")
+    trained_aggregate = train_cfg.get("eval", {}).get("aggregate", "mean")
+    aggregate = cfg.eval.aggregate or trained_aggregate
+    thresholds = val_eer_thresholds(selected_val_metrics(folder))
+    if aggregate != trained_aggregate:
+        # the video threshold was found on videos scored another way: it does not transfer
+        thresholds.pop("video", None)
     setup = TargetScoring(
         batch_size=cfg.eval_batch_size,
         num_workers=cfg.num_workers,
         on_error=data_cfg.get("on_error", "raise"),
         aggregate=aggregate,
         store=_store_options(cfg, data_cfg),
+        bootstrap=int(cfg.eval.get("bootstrap", 0) or 0),
+        bootstrap_seed=int(cfg.eval.get("bootstrap_seed", 0) or 0),
+        val_thresholds=thresholds,
     )
 
     run_cfg = OmegaConf.create(

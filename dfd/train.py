@@ -28,6 +28,7 @@ from dfd.models.build import build_detector
 from dfd.report.results import print_run_results, write_metrics, write_predictions
 from dfd.runtime.cli import entry_point
 from dfd.runtime.run_info import command_overrides
+from dfd.scoring.metrics import val_eer_thresholds
 from dfd.scoring.targets import TargetScoring, score_targets
 from dfd.tracking.callback import MLflowCallback
 
@@ -94,8 +95,10 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         # 5. select: the epoch with the best source-validation metric
         trainer.load_best()
         # 6. score every target with the selected weights
+        # the selected epoch's EER thresholds on the selection set transfer to every target
+        setup = TargetScoring.of_run(cfg, val_eer_thresholds(run.best_val))
         scored, predictions, lost = score_targets(
-            trainer.task, splits.test, eval_tf, accelerator, TargetScoring.of_run(cfg)
+            trainer.task, splits.test, eval_tf, accelerator, setup
         )
         results: Results = {"best_epoch": run.best_epoch, "val": run.best_val, **scored}
         run.predictions = predictions

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from accelerate import Accelerator
@@ -81,17 +83,23 @@ def evaluate(
     accelerator: Accelerator,
     desc: str,
     aggregate: str = "mean",
+    val_thresholds: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Frame- and video-level metrics of one dataset, its frame scores and unreadable rows.
 
     Unreadable frames are left out of the metrics (and counted by the caller).
+    `val_thresholds` (the selection set's EER thresholds per level) adds ``acc_at_val_eer``.
     """
     scores, unreadable = predict(task, loader, accelerator, desc)
     index: FrameIndex = loader.dataset.index
     keep = ~np.isnan(scores)
     if keep.all():
-        metrics = detection_metrics(index.video_ids, index.labels, scores, aggregate=aggregate)
+        metrics = detection_metrics(
+            index.video_ids, index.labels, scores, aggregate, val_thresholds
+        )
     else:
         ids = [v for v, k in zip(index.video_ids, keep, strict=True) if k]
-        metrics = detection_metrics(ids, index.labels[keep], scores[keep], aggregate=aggregate)
+        metrics = detection_metrics(
+            ids, index.labels[keep], scores[keep], aggregate, val_thresholds
+        )
     return metrics, scores, unreadable

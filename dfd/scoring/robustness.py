@@ -100,7 +100,9 @@ def evaluate_robustness(
 
     def score(index: FrameIndex, tf, desc: str) -> dict[str, float]:
         loader = target_loader(index, tf, accelerator, setup)
-        metrics, _, _ = evaluate(task, loader, accelerator, desc=desc, aggregate=setup.aggregate)
+        metrics, _, _ = evaluate(
+            task, loader, accelerator, desc, setup.aggregate, setup.val_thresholds
+        )
         return metrics
 
     clean = {name: score(index, transform, f"clean {name}") for name, index in targets.items()}

@@ -90,6 +90,10 @@ class MLflowCallback(Callback):
             t.log_metrics({f"test/{name}/{k}": v for k, v in level_metrics(metrics).items()})
             t.log_params({f"test/{name}/{k}": v for k, v in counts(metrics).items()})
         t.log_metrics({f"test/mean/{k}": v for k, v in results["mean"].items()})
+        # every target's videos together, kept apart per target: the mixed-domain figure
+        pooled = results.get("pooled") or {}
+        t.log_metrics({f"test/pooled/{k}": v for k, v in level_metrics(pooled).items()})
+        t.log_params({f"test/pooled/{k}": v for k, v in counts(pooled).items()})
         t.log_params(
             {f"data/{k}/skipped/unreadable": n for k, n in run.extra.get("unreadable", {}).items()}
         )
