@@ -8,6 +8,7 @@ of dfd's own options (`dfd.engine.trusted_config`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -19,8 +20,10 @@ from dfd.data.splits import load_targets
 from dfd.data.store import FrameStoreError, StoreOptions
 from dfd.engine.accelerator import finish, make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState, watched
+from dfd.engine.checkpoint import CONFIG, META
 from dfd.engine.restore import load_detector, selected_val_metrics
 from dfd.engine.task import DetectionTask
+from dfd.engine.trusted_config import load_trusted_yaml
 from dfd.report.results import (
     results_summary,
     write_metrics,
@@ -28,6 +31,7 @@ from dfd.report.results import (
     write_robustness,
 )
 from dfd.runtime.cli import entry_point
+from dfd.runtime.protocol import data_hash, protocol_record, protocol_tags
 from dfd.scoring.metrics import val_eer_thresholds
 from dfd.scoring.robustness import build_perturbations, evaluate_robustness
 from dfd.scoring.targets import TargetScoring, score_targets
@@ -37,7 +41,10 @@ from dfd.tracking.callback import MLflowCallback
 def evaluate_checkpoint(cfg: DictConfig) -> Results:
     """Rebuild the checkpoint's detector, load its trainable tensors, evaluate every target.
 
-    Returns ``{"test": {target: metrics}, "mean": {...}}``, also written to metrics.json.
+    Returns ``{"test": {target: metrics}, "mean": {...}, "pooled": {...}, "protocol":
+    {...}}``, also written to metrics.json. The protocol names the data scored (its name and
+    hash) and how the checkpoint was selected (the training run's rule, carried with it: a
+    checkpoint selected on a test target stays marked leaky wherever it is scored).
     """
     folder = Path(cfg.checkpoint).expanduser()
     out_dir = Path(cfg.paths.output_dir)
@@ -65,6 +72,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         val_thresholds=thresholds,
     )
 
+    protocol = evaluation_protocol(cfg, folder)
     run_cfg = OmegaConf.create(
         {
             "checkpoint": str(folder.resolve()),
@@ -79,6 +87,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     if tracker.run_name is None:
         # the trained run's folder (<date>/<time>) tells evaluations of different checkpoints apart
         tracker.run_name = f"evaluate · {'/'.join(folder.resolve().parts[-3:-1])}"
+    tracker.tags.update(protocol_tags(protocol))
     cbs = CallbackList([MLflowCallback(tracker)])
     with watched(cbs, run):
         cbs.on_fit_start(run)
@@ -87,6 +96,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         task = DetectionTask(model, objective=None).to(accelerator.device)
         transform = FrameTransform(model.backbone.input_spec)
         results, predictions, lost = score_targets(task, targets, transform, accelerator, setup)
+        results["protocol"] = protocol
         run.predictions = predictions
         run.extra["unreadable"] = lost
         if accelerator.is_main_process:
@@ -105,6 +115,28 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
                 tracker.log_artifact(write_robustness(robust, out_dir / "plots"), "plots")
     finish(accelerator)
     return results
+
+
+def evaluation_protocol(cfg: DictConfig, folder: Path) -> dict:
+    """The protocol record of an evaluation (`dfd.runtime.protocol.protocol_record`): the
+    data config scored (evaluate's own `data`, else the checkpoint's, hashed as composed,
+    before this machine's paths resolve it) and the checkpoint's selection rule. A checkpoint
+    converted from another code base was selected by that code (its `meta.json` says on
+    what): its rule is ``converted`` and whether it is leaky is unknown."""
+    trained = load_trusted_yaml(folder / CONFIG)
+    record = protocol_record(trained)
+    if cfg.get("data"):
+        record |= {"data": str(cfg.data.get("name", "unknown")), "data_hash": data_hash(cfg)}
+    meta = folder / META
+    info = json.loads(meta.read_text()) if meta.is_file() else {}
+    if "converted_from" in info:
+        val_files = (info.get("hyper_parameters") or {}).get("val_files")
+        record["selection"] = {
+            "rule": "converted",
+            "sets": [f"val_files={val_files}"],
+            "leaky": None,
+        }
+    return record
 
 
 def _store_options(cfg: DictConfig, data_cfg: DictConfig) -> StoreOptions | None:

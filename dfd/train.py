@@ -27,6 +27,7 @@ from dfd.models.adapters import count_parameters
 from dfd.models.build import build_detector
 from dfd.report.results import print_run_results, write_metrics, write_predictions
 from dfd.runtime.cli import entry_point
+from dfd.runtime.protocol import protocol_record, selection_rule
 from dfd.runtime.run_info import command_overrides
 from dfd.scoring.metrics import val_eer_thresholds
 from dfd.scoring.targets import TargetScoring, score_targets
@@ -34,12 +35,15 @@ from dfd.tracking.callback import MLflowCallback
 
 
 def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
-    """Train on the source domain, select on its validation split, evaluate every target.
+    """Train on the source domain, select on the selection set, evaluate every target.
 
-    Returns ``{"best_epoch": int, "val": metrics of the selected epoch on the source
-    validation split, "test": {target: metrics}, "mean": mean metrics over the targets}``
-    (the same shape as ``metrics.json``). Model selection and sweeps use ``val``; ``test``
-    is for reporting only. `callbacks` run after dfd's own (tracking, checkpoint, resume).
+    The selection set is the source validation split unless `cfg.selection` names another
+    rule (`dfd.runtime.protocol`). Returns ``{"best_epoch": int, "val": metrics of the
+    selected epoch on the selection set, "test": {target: metrics}, "mean": mean metrics over
+    the targets, "pooled": metrics of all targets' videos together, "protocol": the data
+    config's name and hash and the selection rule}`` (the same shape as ``metrics.json``).
+    Model selection and sweeps use ``val``; ``test`` is for reporting only. `callbacks` run
+    after dfd's own (tracking, checkpoint, resume).
     """
     t = cfg.trainer
     accelerator = make_accelerator(t.precision, t.grad_accum_steps, t.cpu)
@@ -49,9 +53,10 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     resume = resume_from_config(cfg)
     out_dir = resume.run_dir if resume else Path(cfg.paths.output_dir)
 
-    # 1. data first: a wrong data root fails before any weights load
+    # 1. data first: a wrong data root (or selection rule) fails before any weights load
+    protocol = protocol_record(cfg)
     with accelerator.main_process_first():
-        splits = load_splits(cfg.data)
+        splits = load_splits(cfg.data, selection_rule(cfg))
     if main_process:
         tqdm.write(splits.summary())
     # 2. the detector: backbone with its PEFT adapter, head, objective
@@ -92,7 +97,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         cbs.on_fit_start(run)
         trainer.fit(resume)
 
-        # 5. select: the epoch with the best source-validation metric
+        # 5. select: the epoch with the best metric on the selection set
         trainer.load_best()
         # 6. score every target with the selected weights
         # the selected epoch's EER thresholds on the selection set transfer to every target
@@ -100,7 +105,12 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         scored, predictions, lost = score_targets(
             trainer.task, splits.test, eval_tf, accelerator, setup
         )
-        results: Results = {"best_epoch": run.best_epoch, "val": run.best_val, **scored}
+        results: Results = {
+            "best_epoch": run.best_epoch,
+            "val": run.best_val,
+            **scored,
+            "protocol": protocol,
+        }
         run.predictions = predictions
         run.extra["unreadable"] = {**trainer.unreadable_counts(), **lost}
         # 7. write the results: metrics.json, per-frame predictions, the table

@@ -170,7 +170,9 @@ def test_command_line_runs_are_named_and_tagged_by_their_overrides(tmp_path, dem
     assert set(runs) == {f"lora · {common}", f"linear · ce · {common}"}
     lora = runs[f"lora · {common}"]
     assert lora.data.tags["dfd.overrides"].startswith("peft=lora paths.cache_dir=")
-    assert lora.data.tags["dfd.selection.split"] == "val" and lora.data.tags["dfd.data"] == "demo"
+    # issue 19: the split tag names the rule and the set, no longer just "val"
+    assert lora.data.tags["dfd.selection.split"] == "source_val (data.val)"
+    assert lora.data.tags["dfd.data"] == "demo" and lora.data.tags["dfd.selection.leaky"] == "false"
     # one click shows the cross-dataset row: the description and the results artifact
     assert "| mean |" in lora.data.tags["mlflow.note.content"]
     client = mlflow.MlflowClient(uri)
