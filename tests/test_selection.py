@@ -9,11 +9,13 @@ import os
 
 import mlflow
 import pytest
+from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import open_dict
 
 from dfd.data.index import FrameIndex
 from dfd.data.selection import check_disjoint, pool
+from dfd.evaluate import evaluate_checkpoint
 from dfd.report.compare import comparison_table
 from dfd.report.tables import to_csv, to_latex, to_markdown
 from dfd.runtime.protocol import data_hash, protocol_record, selection_rule
@@ -218,6 +220,20 @@ def test_selecting_on_a_test_target_runs_and_is_marked_leaky_everywhere(tmp_path
     assert "selected on test target swap" in to_markdown(table)
     assert r"$^\dagger$" in to_latex(table) and "selected on test target swap" in to_latex(table)
     assert label in to_csv(table)
+
+    # its checkpoint stays leaky wherever it is scored; the val threshold travels with it
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        ecfg = compose(
+            config_name="evaluate",
+            overrides=[f"checkpoint={tmp_path / 'checkpoint'}", "tracking=none"],
+        )
+    with open_dict(ecfg):
+        ecfg.paths.output_dir = str(tmp_path / "eval")
+    evaluated = evaluate_checkpoint(ecfg)
+    assert evaluated["protocol"] == results["protocol"]
+    for target, metrics in results["test"].items():
+        for key in ("video_acc_at_val_eer", "frame_acc_at_val_eer", "video_auc_ci_low"):
+            assert evaluated["test"][target][key] == pytest.approx(metrics[key]), (target, key)
 
 
 def test_selecting_on_the_pooled_held_out_sets_runs(tmp_path, demo_cache):

@@ -7,10 +7,10 @@ and its fake videos among its fake videos, with replacement (a stratified bootst
 replicate keeps the real and fake counts, so its AUC is always defined); the interval is the
 percentile interval of the replicates (Efron & Tibshirani 1993, ch. 13).
 
-Cost: the replicates' AUCs come from how often each video was drawn (its multiplicity), over
-the scores sorted once, so a replicate costs O(n) and no sort; draws are made in chunks of at
-most `MAX_DRAWS` indices, so memory stays bounded at any number of videos (benchmarks:
-`python -m benchmarks.bootstrap`).
+Cost: a replicate's AUC needs only how many of its drawn reals and fakes fall in each group of
+equal scores (one `bincount`), so a replicate costs O(videos) and no sort; draws are made in
+chunks of at most `MAX_DRAWS` indices, so memory stays bounded at any number of videos
+(`python benchmarks/bootstrap.py` times 100,000 videos).
 """
 
 from __future__ import annotations
@@ -27,77 +27,91 @@ CONFIDENCE = 0.95
 
 def stratified_resamples(
     labels: np.ndarray, n_boot: int, rng: np.random.Generator
-) -> Iterator[np.ndarray]:
-    """`n_boot` bootstrap replicates of a set's positions, in chunks of ``(b, n)`` arrays.
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`n_boot` bootstrap replicates of a set, in chunks of ``(reals, fakes)``: ``(b, n_real)``
+    draws of which real video (0 = the set's first real, in position order) and ``(b,
+    n_fake)`` draws of which fake, with replacement, one row per replicate.
 
-    Each row holds the real positions redrawn among the reals, then the fake positions
-    redrawn among the fakes (with replacement). Chunk sizes depend only on `n_boot` and the
-    set's size, so the draws are a function of the generator's state, `n_boot` and `labels`.
+    These are exactly the draws of ``rng.choice(real_positions, (b, n_real))`` then
+    ``rng.choice(fake_positions, (b, n_fake))`` (numpy's `Generator.choice` draws
+    `Generator.integers` and indexes), without materializing the positions. Chunk sizes
+    depend only on `n_boot` and the set's size, so the draws are a function of the
+    generator's state, `n_boot` and `labels`.
     """
     labels = np.asarray(labels)
-    real, fake = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    n_real, n_fake = int(np.sum(labels == 0)), int(np.sum(labels == 1))
     per_chunk = max(1, MAX_DRAWS // max(labels.size, 1))
     for start in range(0, n_boot, per_chunk):
         b = min(per_chunk, n_boot - start)
-        yield np.concatenate(
-            [
-                rng.choice(real, size=(b, real.size), replace=True),
-                rng.choice(fake, size=(b, fake.size), replace=True),
-            ],
-            axis=1,
-        )
+        yield rng.integers(0, n_real, size=(b, n_real)), rng.integers(0, n_fake, size=(b, n_fake))
 
 
-def _multiplicities(draws: np.ndarray, n: int) -> np.ndarray:
-    """How often each of `n` positions occurs in every row of `draws` (b, m) -> (b, n)."""
+def _tie_groups(scores: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each position's group of equal scores, groups numbered by ascending score."""
+    values, group = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True)
+    return group.ravel(), values.size
+
+
+def _group_weights(group: np.ndarray, n_groups: int, draws: np.ndarray) -> np.ndarray:
+    """How many of each row's draws fall in each tie group, `group` giving the group of each
+    drawable video: (b, m) draws -> (b, groups) counts."""
     b = draws.shape[0]
-    flat = (draws + n * np.arange(b)[:, None]).ravel()
-    return np.bincount(flat, minlength=b * n).reshape(b, n)
+    keys = group[draws]
+    keys += (n_groups * np.arange(b))[:, None]
+    return np.bincount(keys.ravel(), minlength=b * n_groups).reshape(b, n_groups)
 
 
-def weighted_auc_rows(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ROC AUC of `scores` (n,) when position i counts `weights[:, i]` times, for every row
-    of `weights` (b, n); ties count one half (the Mann-Whitney U statistic).
-
-    Scores are sorted once; within each group of equal scores, a fake beats the reals below
-    the group and ties with the reals inside it. NaN when a row weighs only one class.
-    """
-    labels = np.asarray(labels).astype(bool)
-    order = np.argsort(np.asarray(scores, dtype=np.float64), kind="mergesort")
-    s = np.asarray(scores, dtype=np.float64)[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first position of each tie group
-    w = np.asarray(weights)[:, order]  # (b, n)
-    fake = labels[order]
-    real_w = np.add.reduceat(np.where(fake, 0, w), starts, axis=1)  # (b, groups)
-    fake_w = np.add.reduceat(np.where(fake, w, 0), starts, axis=1)
+def _auc_of_weights(real_w: np.ndarray, fake_w: np.ndarray) -> np.ndarray:
+    """AUC of every row from its real and fake weights per tie group (b, groups): a fake beats
+    the reals of lower groups and ties with those of its own (the Mann-Whitney U statistic).
+    NaN for a row without both classes."""
     below = np.cumsum(real_w, axis=1) - real_w  # real weight strictly below each group
     wins = (fake_w * (2 * below + real_w)).sum(axis=1) / 2.0
     pairs = fake_w.sum(axis=1) * real_w.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
+    return np.where(pairs > 0, wins / np.maximum(pairs, 1), np.nan)
 
 
 def roc_auc_rows(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """ROC AUC of every row of `scores` (R, n) against `labels` (n,), ties counted half."""
+    labels = np.asarray(labels)
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    ones = np.ones((1, scores.shape[1]), dtype=np.int64)
-    return np.array([weighted_auc_rows(labels, s, ones)[0] for s in scores])
+    real, fake = labels == 0, labels == 1
+    everyone = (np.arange(real.sum())[None, :], np.arange(fake.sum())[None, :])
+    out = []
+    for row in scores:
+        group, n_groups = _tie_groups(row)
+        real_w = _group_weights(group[real], n_groups, everyone[0])
+        fake_w = _group_weights(group[fake], n_groups, everyone[1])
+        out.append(_auc_of_weights(real_w, fake_w)[0])
+    return np.array(out)
 
 
 def bootstrap_aucs(
     labels: np.ndarray, scores: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> np.ndarray:
     """AUCs of every row of `scores` (R, n) on `n_boot` label-stratified bootstrap replicates
-    of the `n` positions, the same replicates for every row (paired): shape (R, n_boot)."""
+    of the `n` positions, the same replicates for every row (paired): shape (R, n_boot).
+
+    A replicate's AUC needs only how many drawn reals and fakes fall in each group of equal
+    scores, counted per row with one `bincount` per class: no sort and no (replicates x
+    videos) score matrix.
+    """
     labels = np.asarray(labels)
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    real, fake = labels == 0, labels == 1
+    groups = []
+    for row in scores:
+        group, n_groups = _tie_groups(row)
+        groups.append((group[real], group[fake], n_groups))
     out = np.empty((scores.shape[0], n_boot))
     done = 0
-    for draws in stratified_resamples(labels, n_boot, rng):
-        counts = _multiplicities(draws, labels.size)
-        for r, row in enumerate(scores):
-            out[r, done : done + len(draws)] = weighted_auc_rows(labels, row, counts)
-        done += len(draws)
+    for reals, fakes in stratified_resamples(labels, n_boot, rng):
+        b = reals.shape[0]
+        for r, (real_group, fake_group, n_groups) in enumerate(groups):
+            real_w = _group_weights(real_group, n_groups, reals)
+            fake_w = _group_weights(fake_group, n_groups, fakes)
+            out[r, done : done + b] = _auc_of_weights(real_w, fake_w)
+        done += b
     return out
 
 
