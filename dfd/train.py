@@ -129,7 +129,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
 
 @entry_point("train")
 def main(cfg: DictConfig) -> float:
-    # the source-validation metric: what a Hydra sweeper may optimize without seeing targets
+    # the selection set's metric: what a Hydra sweeper may optimize (source val by default;
+    # under selection=test_set a test target's, which dfd.sweep refuses to optimize)
     return train(cfg)["val"][cfg.trainer.monitor]
 
 
