@@ -106,17 +106,19 @@ def load_splits(data_cfg: DictConfig, selection: SelectionRule = SOURCE_VAL) -> 
     test = load_targets(data_cfg)
     if selection.rule == "test_set":
         return Splits(train, test[selection.target], test, selection)
+    # every held-out set, checked against every test list and the training set, then pooled
     heldout = {
-        key: read_dataset(data_cfg.heldout[key.rsplit(".", 1)[-1]], key).frames_per_video(
+        f"data.heldout.{name}": read_dataset(spec, f"data.heldout.{name}").frames_per_video(
             per_video.get("eval")
         )
-        for key in selection.sets
+        for name, spec in data_cfg.heldout.items()
     }
     check_disjoint(heldout, {"data.train": train, **{f"data.test.{t}": i for t, i in test.items()}})
     return Splits(train, pool(heldout, "heldout"), test, selection)
 
 
 def _source_val(data_cfg: DictConfig, train: FrameIndex) -> FrameIndex:
+    """`data.val`, refused when it shares videos with a training set of the same dataset."""
     per_video = data_cfg.get("frames_per_video") or {}
     val = read_dataset(data_cfg.val, "data.val").frames_per_video(per_video.get("eval"))
     leaked = set(train.video_ids) & set(val.video_ids)
