@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import mlflow
@@ -81,6 +82,18 @@ def test_user_command_trains_and_logs_every_target(tmp_path, demo_cache):
     assert abs(pooled_auc - run.data.metrics["test/pooled/video_auc"]) < 1e-9
     assert "test/pooled/frame_auc" in run.data.metrics
     assert "test/mean/video_eer_threshold" not in run.data.metrics  # a threshold is not averaged
+    # the results table: each target's video AUC with its interval, the mean, the pooled row
+    table = (tmp_path / "results" / "results.md").read_text()
+    for name in targets:
+        m = results["test"][name]
+        cell = f"{m['video_auc']:.4f} [{m['video_auc_ci_low']:.4f}, {m['video_auc_ci_high']:.4f}]"
+        assert f"| {name} | {cell} |" in table
+    assert "| mean | " in table and f"| pooled | {results['pooled']['video_auc']:.4f} [" in table
+    header = (tmp_path / "results" / "results.csv").read_text().splitlines()[0]
+    assert header.startswith("dataset,video_auc,video_auc_ci_low,video_auc_ci_high,frame_auc")
+    metrics_json = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics_json["protocol"]["data"] == "demo"
+    assert metrics_json["protocol"]["data_hash"] == run.data.tags["dfd.data.hash"]
 
     # the checkpoint holds exactly the trainable tensors, and its config rebuilds the run
     state, saved_cfg = read_checkpoint(tmp_path / "checkpoint")
