@@ -8,6 +8,7 @@ of dfd's own options (`dfd.engine.trusted_config`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -19,8 +20,10 @@ from dfd.data.splits import load_targets
 from dfd.data.store import FrameStoreError, StoreOptions
 from dfd.engine.accelerator import finish, make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState, watched
-from dfd.engine.restore import load_detector, provenance_tags, released_name
+from dfd.engine.checkpoint import CONFIG, META
+from dfd.engine.restore import load_detector, provenance_tags, released_name, selected_val_metrics
 from dfd.engine.task import DetectionTask
+from dfd.engine.trusted_config import load_trusted_yaml
 from dfd.report.results import (
     PredictionWriter,
     results_summary,
@@ -29,8 +32,10 @@ from dfd.report.results import (
 )
 from dfd.runtime.cli import entry_point
 from dfd.runtime.errors import config_flag
+from dfd.runtime.protocol import data_hash, protocol_record, protocol_tags
 from dfd.runtime.run_info import DEFAULT_NAME, SEPARATOR, command_overrides, run_name
 from dfd.runtime.workers import set_torch_threads
+from dfd.scoring.metrics import val_eer_thresholds
 from dfd.scoring.robustness import build_perturbations, evaluate_robustness
 from dfd.scoring.targets import TargetScoring, allow_nonfinite, score_targets
 from dfd.tracking.callback import MLflowCallback
@@ -40,7 +45,10 @@ from dfd.tracking.logged_model import model_callbacks
 def evaluate_checkpoint(cfg: DictConfig) -> Results:
     """Rebuild the checkpoint's detector, load its trainable tensors, evaluate every target.
 
-    Returns ``{"test": {target: metrics}, "mean": {...}}``, also written to metrics.json.
+    Returns ``{"test": {target: metrics}, "mean": {...}, "pooled": {...}, "protocol":
+    {...}}``, also written to metrics.json. The protocol names the data scored (its name and
+    hash) and how the checkpoint was selected (the training run's rule, carried with it: a
+    checkpoint selected on a test target stays marked leaky wherever it is scored).
     """
     set_torch_threads(cfg.get("threads"), key="threads")
     folder = Path(cfg.checkpoint).expanduser()
@@ -56,7 +64,12 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     accelerator = make_accelerator(precision, cpu=cfg.cpu)
     with accelerator.main_process_first():
         targets = load_targets(data_cfg)
-    aggregate = cfg.eval.aggregate or train_cfg.get("eval", {}).get("aggregate", "mean")
+    trained_aggregate = train_cfg.get("eval", {}).get("aggregate", "mean")
+    aggregate = cfg.eval.aggregate or trained_aggregate
+    thresholds = val_eer_thresholds(selected_val_metrics(folder))
+    if aggregate != trained_aggregate:
+        # the video threshold was found on videos scored another way: it does not transfer
+        thresholds.pop("video", None)
     setup = TargetScoring(
         batch_size=cfg.eval_batch_size,
         num_workers=cfg.num_workers,
@@ -64,8 +77,12 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         aggregate=aggregate,
         store=_store_options(cfg, data_cfg),
         allow_nonfinite=allow_nonfinite(cfg.eval),
+        bootstrap=int(cfg.eval.get("bootstrap", 0) or 0),
+        bootstrap_seed=int(cfg.eval.get("bootstrap_seed", 0) or 0),
+        val_thresholds=thresholds,
     )
 
+    protocol = evaluation_protocol(cfg, folder)
     run_cfg = OmegaConf.create(
         {
             "checkpoint": str(folder.resolve()),
@@ -80,6 +97,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     run = RunState(cfg=run_cfg, output_dir=out_dir, is_main_process=accelerator.is_main_process)
     if tracker.run_name is None:
         tracker.run_name = evaluation_name(folder, command_overrides(cfg))
+    tracker.tags.update(protocol_tags(protocol))
     cbs = CallbackList([MLflowCallback(tracker), *logged_model])
     with watched(cbs, run):
         cbs.on_fit_start(run)
@@ -94,6 +112,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
         results, predictions, lost = score_targets(
             task, targets, transform, accelerator, setup, writer
         )
+        results["protocol"] = protocol
         run.predictions = predictions
         run.extra["unreadable"] = lost
         if accelerator.is_main_process:
@@ -139,6 +158,34 @@ def evaluation_name(folder: Path, overrides: list[str]) -> str:
     ]
     what = run_name(changed, max_chars=200, keyed_groups=True) if changed else DEFAULT_NAME
     return SEPARATOR.join(["evaluate", where] + ([] if what == DEFAULT_NAME else [what]))
+
+
+def evaluation_protocol(cfg: DictConfig, folder: Path) -> dict:
+    """The protocol record of an evaluation (`dfd.runtime.protocol.protocol_record`): the
+    data config scored (evaluate's own `data`, else the checkpoint's, hashed as composed,
+    before this machine's paths resolve it) and the checkpoint's selection rule. A checkpoint
+    converted from another code base was selected by that code (its `meta.json` says on
+    what): its rule is ``converted`` and whether it is leaky is unknown."""
+    trained = load_trusted_yaml(folder / CONFIG)
+    record = protocol_record(trained)
+    if cfg.get("data"):
+        record |= {"data": str(cfg.data.get("name", "unknown")), "data_hash": data_hash(cfg)}
+    meta = folder / META
+    info = json.loads(meta.read_text()) if meta.is_file() else {}
+    if "converted_from" in info:  # the authors' Lightning checkpoint names its val files
+        val_files = (info.get("hyper_parameters") or {}).get("val_files")
+        record["selection"] = {
+            "rule": "converted",
+            "sets": [f"val_files={val_files}"],
+            "leaky": None,
+        }
+    elif "peer" in info:  # a released peer's weights (GenD, Effort, FSFM): selected by its authors
+        record["selection"] = {
+            "rule": "converted",
+            "sets": [f"as {info['peer']}'s release was selected"],
+            "leaky": None,
+        }
+    return record
 
 
 def _store_options(cfg: DictConfig, data_cfg: DictConfig) -> StoreOptions | None:

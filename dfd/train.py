@@ -27,20 +27,25 @@ from dfd.models.adapters import count_parameters
 from dfd.models.build import build_detector
 from dfd.report.results import PredictionWriter, print_run_results, write_metrics
 from dfd.runtime.cli import entry_point
+from dfd.runtime.protocol import protocol_record, selection_rule
 from dfd.runtime.run_info import command_overrides
 from dfd.runtime.workers import set_torch_threads
+from dfd.scoring.metrics import val_eer_thresholds
 from dfd.scoring.targets import TargetScoring, score_targets
 from dfd.tracking.callback import MLflowCallback
 from dfd.tracking.logged_model import LoggedModelCallback
 
 
 def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
-    """Train on the source domain, select on its validation split, evaluate every target.
+    """Train on the source domain, select on the selection set, evaluate every target.
 
-    Returns ``{"best_epoch": int, "val": metrics of the selected epoch on the source
-    validation split, "test": {target: metrics}, "mean": mean metrics over the targets}``
-    (the same shape as ``metrics.json``). Model selection and sweeps use ``val``; ``test``
-    is for reporting only. `callbacks` run after dfd's own (tracking, checkpoint, resume).
+    The selection set is the source validation split unless `cfg.selection` names another
+    rule (`dfd.runtime.protocol`). Returns ``{"best_epoch": int, "val": metrics of the
+    selected epoch on the selection set, "test": {target: metrics}, "mean": mean metrics over
+    the targets, "pooled": metrics of all targets' videos together, "protocol": the data
+    config's name and hash and the selection rule}`` (the same shape as ``metrics.json``).
+    Model selection and sweeps use ``val``; ``test`` is for reporting only. `callbacks` run
+    after dfd's own (tracking, checkpoint, resume).
     """
     t = cfg.trainer
     # before any torch work: on a busy few-core CPU the default thread count is ~10x slower
@@ -55,9 +60,10 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     tracker = instantiate(cfg.tracking)
     if main_process:
         tracker.check_reachable()  # a tracking server that does not answer fails in seconds
-    # 1. data first: a wrong data root fails before any weights load
+    # 1. data first: a wrong data root (or selection rule) fails before any weights load
+    protocol = protocol_record(cfg)
     with accelerator.main_process_first():
-        splits = load_splits(cfg.data)
+        splits = load_splits(cfg.data, selection_rule(cfg))
     if main_process:
         tqdm.write(splits.summary())
     # 2. the detector: backbone with its PEFT adapter, head, objective
@@ -103,15 +109,22 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         cbs.on_fit_start(run)
         trainer.fit(resume)
 
-        # 5. select: the epoch with the best source-validation metric
+        # 5. select: the epoch with the best metric on the selection set
         trainer.load_best()
-        # 6. score every target with the selected weights; each target's per-frame
-        # predictions are written as soon as it is scored, not held until the end
+        # 6. score every target with the selected weights; the selected epoch's EER
+        # thresholds on the selection set transfer to every target, and each target's
+        # per-frame predictions are written as soon as it is scored
+        setup = TargetScoring.of_run(cfg, val_eer_thresholds(run.best_val))
         writer = PredictionWriter(out_dir / "predictions", enabled=main_process)
         scored, predictions, lost = score_targets(
-            trainer.task, splits.test, eval_tf, accelerator, TargetScoring.of_run(cfg), writer
+            trainer.task, splits.test, eval_tf, accelerator, setup, writer
         )
-        results: Results = {"best_epoch": run.best_epoch, "val": run.best_val, **scored}
+        results: Results = {
+            "best_epoch": run.best_epoch,
+            "val": run.best_val,
+            **scored,
+            "protocol": protocol,
+        }
         run.predictions = predictions
         run.extra["unreadable"] = {**trainer.unreadable_counts(), **lost}
         # 7. write the results: metrics.json, the table
@@ -129,7 +142,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
 
 @entry_point("train")
 def main(cfg: DictConfig) -> float:
-    # the source-validation metric: what a Hydra sweeper may optimize without seeing targets
+    # the selection set's metric: what a Hydra sweeper may optimize (source val by default;
+    # under selection=test_set a test target's, which dfd.sweep refuses to optimize)
     return train(cfg)["val"][cfg.trainer.monitor]
 
 

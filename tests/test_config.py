@@ -15,6 +15,7 @@ GROUPS = [
     "loss",
     "augment",
     "data",
+    "selection",
     "trainer",
     "tracking",
     "experiment",
@@ -29,7 +30,17 @@ ALL_OPTIONS = [(g, o) for g in GROUPS for o in _options(g)]
 
 
 def test_the_required_groups_exist():
-    for group in ["backbone", "peft", "head", "loss", "augment", "data", "trainer", "tracking"]:
+    for group in [
+        "backbone",
+        "peft",
+        "head",
+        "loss",
+        "augment",
+        "data",
+        "selection",
+        "trainer",
+        "tracking",
+    ]:
         assert _options(group), f"config group {group!r} has no option"
 
 

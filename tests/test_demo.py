@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ from dfd.data.index import FAKE, REAL
 from dfd.data.readers import DataError
 
 # Small enough to build twice in about a second, big enough for a val split.
-SMALL = DemoSpec(frames_per_video=2, source_identities=10, target_identities=4)
+SMALL = DemoSpec(
+    frames_per_video=2, source_identities=10, target_identities=4, heldout_identities=2
+)
 ASSET = Path(__file__).resolve().parents[1] / "dfd" / "assets" / "tiny_clip_demo"
 
 
@@ -76,6 +79,29 @@ def test_labels_splits_and_video_ids(demo_root: Path) -> None:
     assert len(set(val.video_ids)) == 2 * SMALL.source_identities // SMALL.val_every
 
 
+def test_held_out_target_videos_are_new_identities_and_change_no_test_video(
+    tmp_path: Path, demo_root: Path
+) -> None:
+    without = replace(SMALL, heldout_identities=0)
+    bare = ensure_demo(tmp_path, without)
+    full = ensure_demo(demo_root, SMALL)
+    for dataset in TARGETS:
+        test = demo_index(demo_root, dataset, "test", spec=SMALL)
+        alone = demo_index(tmp_path, dataset, "test", spec=without)
+        # the same test videos, frame for frame and pixel for pixel
+        rel = [str(Path(p).relative_to(full)) for p in test.paths]
+        assert rel == [str(Path(p).relative_to(bare)) for p in alone.paths]
+        assert test.video_ids == alone.video_ids and test.source_videos == alone.source_videos
+        for r in rel:
+            assert np.array_equal(_read(full / r), _read(bare / r)), r
+        heldout = demo_index(demo_root, dataset, "val", spec=SMALL)
+        assert len(set(heldout.video_ids)) == 2 * SMALL.heldout_identities
+        assert not set(heldout.video_ids) & set(test.video_ids)
+        assert Counter(heldout.video_labels().values()) == {REAL: 2, FAKE: 2}
+    with pytest.raises(DataError, match=r"'mouth': no frames found"):
+        demo_index(tmp_path, "mouth", "val", spec=without)
+
+
 def test_default_spec_matches_the_documented_sizes() -> None:
     spec = DemoSpec()
     assert 2 * spec.source_identities == 300 and 2 * spec.target_identities == 100
@@ -131,7 +157,8 @@ def test_demo_index_rejects_unknown_names(demo_root: Path) -> None:
 
 def test_demo_index_reports_missing_frames(tmp_path: Path) -> None:
     folder = ensure_demo(tmp_path, SMALL)
-    victim = next((folder / "eyes" / "real").rglob("*.png"))
+    # a test video's frame (a target's folder also holds its held-out `val` videos)
+    victim = next((folder / "eyes" / "real" / "000").glob("*.png"))
     victim.unlink()
     with pytest.raises(DataError, match=r"manifest.csv line \d+.*missing.*regenerate"):
         demo_index(tmp_path, "eyes", "test", spec=SMALL)

@@ -7,6 +7,7 @@ import random
 import pytest
 
 import dfd
+from dfd.runtime.protocol import data_hash
 from dfd.runtime.run_info import experiment_of, git_commit, run_name, run_tags
 from tests.conftest import compose_train
 
@@ -55,7 +56,11 @@ def test_the_tags_say_what_made_the_run(tmp_path):
     assert tags["dfd.experiment"] == "ablation_ln" == experiment_of(overrides)
     assert tags["dfd.data"] == "demo" and tags["dfd.data.source"] == "source"
     assert tags["dfd.data.targets"] == "mouth,eyes,swap,jpeg"
-    assert tags["dfd.selection.split"] == "val" and tags["dfd.selection.monitor"] == "video_auc"
+    # the rule and the set that select (issue 19: the tag names both, no longer just "val")
+    assert tags["dfd.selection.split"] == "source_val (data.val)"
+    assert tags["dfd.selection"] == "source_val" and tags["dfd.selection.leaky"] == "false"
+    assert tags["dfd.selection.monitor"] == "video_auc"
+    assert tags["dfd.data.hash"] == data_hash(compose_train(overrides, tmp_path))
     assert tags["dfd.version"] == dfd.__version__
     assert all(isinstance(v, str) for v in tags.values())
     commit = git_commit()

@@ -12,13 +12,9 @@ import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-from dfd.report.ablation import (
-    ablation_tables,
-    bootstrap_difference,
-    read_predictions,
-    roc_auc_rows,
-)
+from dfd.report.ablation import ablation_tables, bootstrap_difference, read_predictions
 from dfd.report.tables import Delta, Stat, to_markdown
+from dfd.scoring.bootstrap import roc_auc_rows
 from dfd.scoring.metrics import roc_auc
 
 TARGETS = ("mouth", "swap")

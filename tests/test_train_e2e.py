@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import mlflow
@@ -53,6 +54,8 @@ def test_user_command_trains_and_logs_every_target(tmp_path, demo_cache):
     folder = download_artifacts(
         run_id=run.info.run_id, artifact_path="predictions", dst_path=str(tmp_path / "dl")
     )
+    pooled = []
+    val_threshold = results["val"]["video_eer_threshold"]
     for name in targets:
         frames = pd.read_parquet(f"{folder}/{name}.parquet")
         assert list(frames.columns)[:5] == ["path", "video_id", "source", "label", "p_fake"]
@@ -61,6 +64,36 @@ def test_user_command_trains_and_logs_every_target(tmp_path, demo_cache):
         video_auc = roc_auc_score(videos.label, videos.p)
         assert abs(frame_auc - run.data.metrics[f"test/{name}/frame_auc"]) < 1e-9
         assert abs(video_auc - run.data.metrics[f"test/{name}/video_auc"]) < 1e-9
+        # the selection set's video EER threshold, applied to this target's videos
+        transfer = ((videos.p >= val_threshold) == videos.label).mean()
+        assert abs(transfer - run.data.metrics[f"test/{name}/video_acc_at_val_eer"]) < 1e-9
+        pooled.append(videos)
+        # TPR at low FPR, the EER threshold and the transfer, at both levels; the interval
+        for level in ("frame", "video"):
+            for m in ("tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "eer_threshold", "acc_at_val_eer"):
+                assert f"test/{name}/{level}_{m}" in run.data.metrics
+        low = run.data.metrics[f"test/{name}/video_auc_ci_low"]
+        high = run.data.metrics[f"test/{name}/video_auc_ci_high"]
+        assert low <= video_auc <= high and low < high
+    # every target's videos together (a video id is unique per target only)
+    pooled = pd.concat(pooled)
+    assert len(pooled) == sum(results["test"][n]["n_videos"] for n in targets)
+    pooled_auc = roc_auc_score(pooled.label, pooled.p)
+    assert abs(pooled_auc - run.data.metrics["test/pooled/video_auc"]) < 1e-9
+    assert "test/pooled/frame_auc" in run.data.metrics
+    assert "test/mean/video_eer_threshold" not in run.data.metrics  # a threshold is not averaged
+    # the results table: each target's video AUC with its interval, the mean, the pooled row
+    table = (tmp_path / "results" / "results.md").read_text()
+    for name in targets:
+        m = results["test"][name]
+        cell = f"{m['video_auc']:.4f} [{m['video_auc_ci_low']:.4f}, {m['video_auc_ci_high']:.4f}]"
+        assert f"| {name} | {cell} |" in table
+    assert "| mean | " in table and f"| pooled | {results['pooled']['video_auc']:.4f} [" in table
+    header = (tmp_path / "results" / "results.csv").read_text().splitlines()[0]
+    assert header.startswith("dataset,video_auc,video_auc_ci_low,video_auc_ci_high,frame_auc")
+    metrics_json = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics_json["protocol"]["data"] == "demo"
+    assert metrics_json["protocol"]["data_hash"] == run.data.tags["dfd.data.hash"]
 
     # the checkpoint holds exactly the trainable tensors, and its config rebuilds the run
     state, saved_cfg = read_checkpoint(tmp_path / "checkpoint")
@@ -151,7 +184,9 @@ def test_command_line_runs_are_named_and_tagged_by_their_overrides(tmp_path, dem
     assert set(runs) == {f"lora · {common}", f"linear · ce · {common}"}
     lora = runs[f"lora · {common}"]
     assert lora.data.tags["dfd.overrides"].startswith("peft=lora paths.cache_dir=")
-    assert lora.data.tags["dfd.selection.split"] == "val" and lora.data.tags["dfd.data"] == "demo"
+    # issue 19: the split tag names the rule and the set, no longer just "val"
+    assert lora.data.tags["dfd.selection.split"] == "source_val (data.val)"
+    assert lora.data.tags["dfd.data"] == "demo" and lora.data.tags["dfd.selection.leaky"] == "false"
     # one click shows the cross-dataset row: the description and the results artifact
     assert "| mean |" in lora.data.tags["mlflow.note.content"]
     client = mlflow.MlflowClient(uri)

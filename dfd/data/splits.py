@@ -1,4 +1,6 @@
-"""The datasets a run reads: the source domain's train and validation frames and every target.
+"""The datasets a run reads: the source domain's training frames, every target, and the set
+that selects the checkpoint (by the run's selection rule: `data.val`, the pooled
+`data.heldout` sets, or a named test target).
 
 Each dataset spec of `cfg.data` is a reader call built with `hydra.utils.instantiate`.
 """
@@ -14,15 +16,22 @@ from omegaconf import DictConfig
 
 from dfd.data.index import FrameIndex
 from dfd.data.provenance import dataset_provenance, pipeline_mismatch
+from dfd.data.selection import check_disjoint, pool
+from dfd.runtime.protocol import SelectionRule
+
+SOURCE_VAL = SelectionRule("source_val", ("data.val",))
 
 
 @dataclass
 class Splits:
-    """The source domain's train and validation frames and every target test set."""
+    """The source domain's training frames, the set that selects the checkpoint (`val`: the
+    source validation split, the pooled held-out sets or a test target, as `selection`
+    says) and every target test set."""
 
     train: FrameIndex
     val: FrameIndex
     test: dict[str, FrameIndex]
+    selection: SelectionRule = SOURCE_VAL
 
     def by_role(self) -> list[tuple[str, FrameIndex]]:
         """``[("train", ...), ("val", ...), (target, ...), ...]``: every set under the name
@@ -85,17 +94,37 @@ def read_dataset(spec: DictConfig, key: str) -> FrameIndex:
         raise
 
 
-def load_splits(data_cfg: DictConfig) -> Splits:
-    """Instantiate every dataset spec of `cfg.data` and apply the frames-per-video limits."""
+def load_splits(data_cfg: DictConfig, selection: SelectionRule = SOURCE_VAL) -> Splits:
+    """Instantiate every dataset spec of `cfg.data` the run needs and apply the
+    frames-per-video limits; the selection set is the one `selection` names."""
     per_video = data_cfg.get("frames_per_video") or {}
     train = read_dataset(data_cfg.train, "data.train").frames_per_video(per_video.get("train"))
-    val = read_dataset(data_cfg.val, "data.val").frames_per_video(per_video.get("eval"))
+    if selection.rule == "source_val":
+        # before the targets, as always: a wrong source root fails first
+        val = _source_val(data_cfg, train)
+        return Splits(train, val, load_targets(data_cfg), selection)
     test = load_targets(data_cfg)
-    train_videos = set(train.video_ids)
-    leaked = train_videos & set(val.video_ids)
+    if selection.rule == "test_set":
+        return Splits(train, test[selection.target], test, selection)
+    # every held-out set, checked against every test list and the training set, then pooled
+    heldout = {
+        f"data.heldout.{name}": read_dataset(spec, f"data.heldout.{name}").frames_per_video(
+            per_video.get("eval")
+        )
+        for name, spec in data_cfg.heldout.items()
+    }
+    check_disjoint(heldout, {"data.train": train, **{f"data.test.{t}": i for t, i in test.items()}})
+    return Splits(train, pool(heldout, "heldout"), test, selection)
+
+
+def _source_val(data_cfg: DictConfig, train: FrameIndex) -> FrameIndex:
+    """`data.val`, refused when it shares videos with a training set of the same dataset."""
+    per_video = data_cfg.get("frames_per_video") or {}
+    val = read_dataset(data_cfg.val, "data.val").frames_per_video(per_video.get("eval"))
+    leaked = set(train.video_ids) & set(val.video_ids)
     if leaked and train.name == val.name:
         raise ValueError(
             f"{len(leaked)} videos of {train.name!r} are in both train and val (e.g. {sorted(leaked)[0]!r}): "
             f"checkpoint selection would see training videos"
         )
-    return Splits(train, val, test)
+    return val

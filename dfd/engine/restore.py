@@ -87,6 +87,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def selected_val_metrics(folder: Path) -> dict[str, float]:
+    """The selection-set metrics of the epoch a checkpoint holds (its ``meta.json`` ``val``);
+    empty for a checkpoint without them (one written by dfd.convert)."""
+    meta_path = Path(folder) / META
+    if not meta_path.is_file():
+        return {}
+    val = json.loads(meta_path.read_text()).get("val") or {}
+    return {k: float(v) for k, v in val.items() if isinstance(v, int | float)}
+
+
 def checkpoint_identity(folder: Path, train_cfg: DictConfig) -> dict[str, Any]:
     """What names a checkpoint in predictions and exported models: its folder, the SHA-256 of
     its tensors, the method it was trained with and the epoch it was selected at."""

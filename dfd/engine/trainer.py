@@ -1,9 +1,10 @@
-"""The training loop: Accelerate, AdamW + cosine, selection on the source validation split.
+"""The training loop: Accelerate, AdamW + cosine, selection on the run's selection set.
 
-The best epoch is chosen by the source domain's validation metric (video-level AUC by
-default), never by a target dataset: an epoch is the new best when its value is greater
-than the best so far (a tie keeps the earlier epoch; NaN never wins, but a NaN best is
-replaced by any number). Epoch 0 (before training) is validated and, unless
+The best epoch is chosen by the selection set's metric (video-level AUC by default); that set
+is the source domain's validation split unless the run's `selection` names another (pooled
+held-out sets, or a test target, which is marked leaky). An epoch is the new best when its
+value is greater than the best so far (a tie keeps the earlier epoch; NaN never wins, but a
+NaN best is replaced by any number). Epoch 0 (before training) is validated and, unless
 `trainer.select_epoch_0=false` (the authors' Lightning selection, which only sees trained
 epochs), a candidate. The best weights stay
 in memory on every process so targets are scored with them without a file round trip.

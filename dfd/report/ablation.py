@@ -8,7 +8,9 @@ draw for every run of both rows, and recomputes each run's video AUC on it. A ro
 replicate is the mean over its seeds, the difference is row minus reference, and the row's
 difference in the mean over targets averages the targets' differences. The interval is the
 2.5th-97.5th percentile of the replicates. It measures how much the comparison depends on
-which videos were tested; the spread over training seeds is the ± std beside it.
+which videos were tested; the spread over training seeds is the ± std beside it. The
+resampling and the replicates' AUCs are `dfd.scoring.bootstrap`'s, the same code as a run's
+per-target interval.
 
 Per-video scores are the mean p(fake) of a video's frames (`dfd.scoring.metrics.video_scores`, the same
 aggregation as the logged `video_auc`), read from each trial's per-frame predictions
@@ -29,10 +31,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from optuna.trial import FrozenTrial
-from scipy.stats import rankdata
 
 from dfd.report.tables import Delta, Stat, Table
 from dfd.runtime.errors import UserError
+from dfd.scoring.bootstrap import bootstrap_aucs, percentile_interval, roc_auc_rows
 from dfd.scoring.metrics import video_scores
 
 log = logging.getLogger(__name__)
@@ -96,17 +98,6 @@ def trial_predictions(
         return None
 
 
-def roc_auc_rows(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """ROC AUC of every row of `scores` (B, n) against `labels` (n,), ties counted half
-    (the Mann-Whitney U statistic over average ranks)."""
-    fake = labels.astype(bool)
-    n_fake, n_real = int(fake.sum()), int((~fake).sum())
-    if n_fake == 0 or n_real == 0:
-        return np.full(scores.shape[0], np.nan)
-    ranks = rankdata(scores, axis=1)
-    return (ranks[:, fake].sum(axis=1) - n_fake * (n_fake + 1) / 2) / (n_fake * n_real)
-
-
 def bootstrap_difference(
     row: Sequence[VideoScores],
     reference: Sequence[VideoScores],
@@ -132,20 +123,12 @@ def bootstrap_difference(
     first = runs[0]
     labels = first.labels[np.searchsorted(first.ids.astype(str), ids.astype(str))]
     scores = np.stack([aligned(r) for r in runs])  # (runs, videos)
-    real, fake = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    # (B, videos): each replicate redraws reals among reals and fakes among fakes
-    draw = np.concatenate(
-        [
-            rng.choice(real, size=(n_boot, len(real)), replace=True),
-            rng.choice(fake, size=(n_boot, len(fake)), replace=True),
-        ],
-        axis=1,
-    )
-    draw_labels = labels[draw[0]]
     k = len(row)
     aucs_full = roc_auc_rows(labels, scores)  # (runs,)
     estimate = float(aucs_full[:k].mean() - aucs_full[k:].mean())
-    aucs = np.stack([roc_auc_rows(draw_labels, s[draw]) for s in scores])  # (runs, B)
+    # (runs, B): every replicate redraws reals among reals and fakes among fakes, the same
+    # draw for every run (paired)
+    aucs = bootstrap_aucs(labels, scores, n_boot, rng)
     return estimate, aucs[:k].mean(axis=0) - aucs[k:].mean(axis=0)
 
 
@@ -260,9 +243,7 @@ def ablation_tables(
 
 
 def _interval(estimate: float, replicates: np.ndarray, confidence: float) -> Delta:
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.nanpercentile(replicates, [tail, 100 - tail])
-    return Delta(estimate, float(low), float(high))
+    return Delta(estimate, *percentile_interval(replicates, confidence))
 
 
 def _row_stat(row: RowRuns, target: str) -> Stat:

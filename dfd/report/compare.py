@@ -3,7 +3,11 @@ write it (`python -m dfd.report`).
 
 One row per run (its run name), or, with `group_seeds`, one row per configuration (runs whose
 overrides differ only in `seed`) holding mean ± std over its runs; one column per target's
-video AUC (`test/<target>/video_auc`; more metrics on request) and the mean over targets.
+video AUC (`test/<target>/video_auc`; more metrics on request), the mean over targets and,
+where the runs logged it, the pooled figure over all targets' videos (`test/pooled/<metric>`).
+A single run's cell shows its bootstrap interval where the run logged one
+(`test/<target>/<metric>_ci_low` / `_ci_high`). A run whose checkpoint was selected on a test
+target (tag `dfd.selection.leaky=true`) is marked with a dagger and a footnote.
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
 from dfd.report.plots import plot_table
-from dfd.report.tables import Stat, Table, to_csv, to_latex, to_markdown
+from dfd.report.tables import (
+    LEAKY_MARK,
+    Interval,
+    Stat,
+    Table,
+    leaky_note,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
 from dfd.runtime.redact import redact
 from dfd.runtime.run_info import SEPARATOR, run_name
 from dfd.runtime.stores import (
@@ -35,6 +48,8 @@ _TARGET_METRIC = re.compile(r"^test/(?P<target>[^/]+)/(?P<metric>[^/]+)$")
 # dfd.scoring.robustness: robust/<perturbation>/<severity>/<target>/video_auc
 _ROBUST_METRIC = re.compile(r"^robust/(?P<p>[^/]+)/(?P<s>[^/]+)/(?P<target>[^/]+)/video_auc$")
 _SEED = re.compile(r"^\+*seed=\S+$")
+# rows of test/<name>/ that are not targets: the mean over targets and the pooled videos
+_NOT_TARGETS = ("mean", "pooled")
 
 
 @dataclass(frozen=True)
@@ -106,7 +121,7 @@ def targets_of(runs: Sequence[Run], metric: str) -> list[str]:
     for run in runs:
         for key in run.data.metrics:
             m = _TARGET_METRIC.match(key)
-            if m and m["metric"] == metric and m["target"] != "mean":
+            if m and m["metric"] == metric and m["target"] not in _NOT_TARGETS:
                 names[m["target"]] = None
     return list(names)
 
@@ -166,6 +181,11 @@ def robust_auc(run: Run, perturbation: str, severity: str) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def is_leaky(run: Run) -> bool:
+    """Whether the run's checkpoint was selected on a test target (`dfd.selection.leaky`)."""
+    return run.data.tags.get("dfd.selection.leaky") == "true"
+
+
 def comparison_table(
     runs: Sequence[Run],
     metrics: Sequence[str] = ("video_auc",),
@@ -173,14 +193,16 @@ def comparison_table(
     robustness: bool = False,
 ) -> Table:
     """The paper's table: rows = runs (or configurations, mean ± std over their runs), columns
-    = each target's `metrics` and their mean over targets, plus `runs` when grouped. With
-    `robustness`, one more column per perturbation and severity the runs were scored under
-    (``dfd.evaluate robustness=...``): video AUC averaged over targets, named
-    ``<perturbation> <severity>``.
+    = each target's `metrics`, their mean over targets and, where logged, the pooled figure
+    over all targets' videos; plus `runs` when grouped. With `robustness`, one more column
+    per perturbation and severity the runs were scored under (``dfd.evaluate
+    robustness=...``): video AUC averaged over targets, named ``<perturbation> <severity>``.
 
-    With one metric the columns are the target names and `mean`; with several,
-    `<target> <metric>` and `mean <metric>`. The mean is the run's own mean over its targets
-    (`test/mean/<metric>` when logged, else computed from its targets).
+    With one metric the columns are the target names, `mean` and `pooled`; with several,
+    `<target> <metric>`, `mean <metric>` and `pooled <metric>`. The mean is the run's own mean
+    over its targets (`test/mean/<metric>` when logged, else computed from its targets). A
+    single run's cell is an `Interval` where it logged one. A row holding a run selected on a
+    test target (`is_leaky`) carries a dagger, explained in the table's notes.
     """
     if not metrics:
         raise ValueError("metrics: name at least one, e.g. [video_auc]")
@@ -189,11 +211,14 @@ def comparison_table(
         raise ValueError(
             f"the selected runs logged no test/<target>/{metrics[0]} metric: were they tested?"
         )
+    pooled = {m: any(f"test/pooled/{m}" in r.data.metrics for r in runs) for m in metrics}
     single = len(metrics) == 1
     columns = []
     for m in metrics:
         columns += [t if single else f"{t} {m}" for t in targets[m]]
         columns.append("mean" if single else f"mean {m}")
+        if pooled[m]:
+            columns.append("pooled" if single else f"pooled {m}")
     grid = robustness_grid(runs) if robustness else []
     if robustness and not grid:
         raise ValueError(
@@ -209,21 +234,58 @@ def comparison_table(
         "configuration" if group_seeds else "run", (["runs"] if group_seeds else []) + columns
     )
     seen: dict[str, int] = {}
+    leaky_targets: dict[str, None] = {}
     for label, members in groups.values():
         cells: list = [len(members)] if group_seeds else []
         for m in metrics:
             for t in targets[m]:
-                values = [r.data.metrics.get(f"test/{t}/{m}", math.nan) for r in members]
-                cells.append(Stat.of(values) if group_seeds else values[0])
+                if group_seeds:
+                    cells.append(
+                        Stat.of([r.data.metrics.get(f"test/{t}/{m}", math.nan) for r in members])
+                    )
+                else:
+                    cells.append(_run_cell(members[0], t, m))
             means = [_run_mean(r, m, targets[m]) for r in members]
             cells.append(Stat.of(means) if group_seeds else means[0])
+            if pooled[m]:
+                if group_seeds:
+                    values = [r.data.metrics.get(f"test/pooled/{m}", math.nan) for r in members]
+                    cells.append(Stat.of(values))
+                else:
+                    cells.append(_run_cell(members[0], "pooled", m))
         for p, sev in grid:
             values = [robust_auc(r, p, sev) for r in members]
             cells.append(Stat.of(values) if group_seeds else values[0])
         # two runs of one name stay two rows, told apart by a number
         seen[label] = seen.get(label, 0) + 1
-        table.add(label if seen[label] == 1 else f"{label} ({seen[label]})", cells)
+        row = label if seen[label] == 1 else f"{label} ({seen[label]})"
+        leaky = [r for r in members if is_leaky(r)]
+        if leaky:
+            row += f" {LEAKY_MARK}"
+            for r in leaky:
+                leaky_targets[_selected_on(r)] = None
+        table.add(row, cells)
+    if leaky_targets:
+        table.notes.append(leaky_note(", ".join(leaky_targets)))
     return table
+
+
+def _selected_on(run: Run) -> str:
+    split = run.data.tags.get("dfd.selection.split", "")
+    # "test_set (data.test.swap)" -> "swap"
+    return split.rsplit("data.test.", 1)[-1].rstrip(")") if "data.test." in split else "?"
+
+
+def _run_cell(run: Run, target: str, metric: str) -> float | Interval:
+    logged = run.data.metrics
+    value = logged.get(f"test/{target}/{metric}", math.nan)
+    low, high = (
+        logged.get(f"test/{target}/{metric}_ci_low"),
+        logged.get(f"test/{target}/{metric}_ci_high"),
+    )
+    if low is None or high is None:
+        return value
+    return Interval(value, low, high)
 
 
 def _run_mean(run: Run, metric: str, targets: Sequence[str]) -> float:

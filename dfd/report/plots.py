@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only: training machines have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dfd.report.tables import Stat, Table  # noqa: E402
+from dfd.report.tables import Interval, Stat, Table  # noqa: E402
 from dfd.scoring.metrics import roc_curve  # noqa: E402
 
 PLOT_KINDS = ("bars", "heatmap")
@@ -103,6 +103,8 @@ def _values(table: Table, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarra
             cell = cells[i]
             if isinstance(cell, Stat):
                 means[r, j], stds[r, j] = cell.mean, cell.std if cell.n > 1 else 0.0
+            elif isinstance(cell, Interval):
+                means[r, j] = cell.value  # the bars' error is the spread over seeds only
             elif isinstance(cell, float | int) and not isinstance(cell, bool):
                 means[r, j] = float(cell)
     return means, np.nan_to_num(stds)
@@ -116,7 +118,8 @@ def plot_table(
     kind: str = "bars",
     ylabel: str = "video AUC",
 ) -> Path:
-    """Draw `columns` of `table` (numbers or mean ± std cells) as a PNG at `path`."""
+    """Draw `columns` of `table` (numbers, mean ± std or interval cells: their value) as a
+    PNG at `path`."""
     if kind not in PLOT_KINDS:
         raise ValueError(f"plot kind {kind!r} unknown; choose one of {PLOT_KINDS}")
     means, stds = _values(table, columns)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dfd.report.plots import plot_robustness
-from dfd.report.tables import results_markdown_csv
+from dfd.report.tables import LEAKY_MARK, leaky_note, results_markdown_csv
 from dfd.runtime.redact import redact
 
 if TYPE_CHECKING:  # scoring needs torch; reading results does not
@@ -40,10 +40,24 @@ def metrics_table(
 
 
 def results_summary(results: Mapping) -> str:
-    """The target table plus the mean video AUC line, from a Results dict."""
+    """The target table, the mean video AUC line and the pooled one (every target's videos
+    together, with its bootstrap interval), from a Results dict; a leaky selection's note."""
     targets = results["test"]
     mean = results["mean"]["video_auc"]
-    return f"{metrics_table(targets)}\nmean video_auc over {len(targets)} targets: {mean:.4f}"
+    lines = [metrics_table(targets), f"mean video_auc over {len(targets)} targets: {mean:.4f}"]
+    pooled = results.get("pooled")
+    if pooled:
+        interval = ""
+        if "video_auc_ci_low" in pooled:
+            interval = f" [{pooled['video_auc_ci_low']:.4f}, {pooled['video_auc_ci_high']:.4f}]"
+        lines.append(
+            f"pooled video_auc over {int(pooled['n_videos'])} videos of {len(targets)} targets: "
+            f"{pooled['video_auc']:.4f}{interval}"
+        )
+    selection = (results.get("protocol") or {}).get("selection") or {}
+    if selection.get("leaky"):
+        lines.append(leaky_note(selection.get("target", "?")))
+    return "\n".join(lines)
 
 
 def write_metrics(path: Path, results: Mapping) -> Path:
@@ -102,10 +116,15 @@ def write_robustness(robust: RobustnessResults, folder: Path) -> Path:
 
 
 def print_run_results(run: RunState, results: Mapping) -> None:
-    """The end of a training run on the console: the selected epoch, the targets' table, the
-    frames that could not be read, and where MLflow holds the run."""
+    """The end of a training run on the console: the selected epoch and the set that selected
+    it, the targets' table, the frames that could not be read, and where MLflow holds the run."""
     value = run.best_val.get(run.monitor, float("nan"))
-    print(f"\nselected epoch {run.best_epoch} (val {run.monitor} {value:.4f})")
+    selection = (results.get("protocol") or {}).get("selection") or {}
+    where = {
+        "heldout": f"held-out sets {', '.join(selection.get('sets', []))}:",
+        "test_set": f"{LEAKY_MARK} LEAKY, test target {selection.get('target')}:",
+    }.get(selection.get("rule"), "val")
+    print(f"\nselected epoch {run.best_epoch} ({where} {run.monitor} {value:.4f})")
     print(results_summary(results))
     lost = {k: v for k, v in run.extra.get("unreadable", {}).items() if v}
     if lost:

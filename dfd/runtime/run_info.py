@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 import dfd
 from dfd.runtime.config import PROJECT_ROOT
+from dfd.runtime.protocol import protocol_record, protocol_tags
 
 SEPARATOR = " · "
 DEFAULT_NAME = "defaults"
@@ -129,20 +130,21 @@ def run_tags(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, str]:
     """The tags every dfd run carries, so runs can be searched by what made them.
 
     `dfd.overrides` (rerun it: `python -m dfd.train <overrides>`), `dfd.experiment`
-    (`none` without one), `dfd.data` (the protocol: `cfg.data.name`), `dfd.data.source` and
-    `dfd.data.targets`, `dfd.selection.split` / `dfd.selection.monitor` (what selects the
-    checkpoint: always the source validation split), `dfd.version` and, in a git checkout,
-    `dfd.git_commit`.
+    (`none` without one), the protocol (`dfd.runtime.protocol.protocol_tags`): `dfd.data`
+    (the data config's name), `dfd.data.hash` (a hash of the composed data config),
+    `dfd.selection` / `dfd.selection.split` / `dfd.selection.leaky` (the rule and the sets
+    that select the checkpoint, and whether they are a test target), then
+    `dfd.data.source`, `dfd.data.targets`, `dfd.selection.monitor` (the metric that
+    selects), `dfd.version` and, in a git checkout, `dfd.git_commit`.
     """
     data: Mapping = cfg.get("data") or {}
     test = data.get("test") or {}
     tags = {
         "dfd.overrides": " ".join(overrides)[:_MAX_TAG_CHARS],
         "dfd.experiment": experiment_of(overrides) or "none",
-        "dfd.data": str(data.get("name", "unknown")),
+        **protocol_tags(protocol_record(cfg)),
         "dfd.data.source": _dataset_name(data.get("train") or {}),
         "dfd.data.targets": ",".join(str(t) for t in test),
-        "dfd.selection.split": "val",
         "dfd.selection.monitor": str(cfg.trainer.monitor),
         "dfd.version": dfd.__version__,
     }

@@ -9,6 +9,7 @@ evaluation naming the set (`NonFiniteScoresError`) unless ``eval.allow_nonfinite
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -95,13 +96,15 @@ def evaluate(
     desc: str,
     aggregate: str = "mean",
     allow_nonfinite: bool = False,
+    val_thresholds: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Frame- and video-level metrics of one dataset, its frame scores and unreadable rows.
 
     Unreadable frames are left out of the metrics (and counted by the caller). A frame the
     detector scored NaN or infinite raises `NonFiniteScoresError` naming `desc` (the set) and
     the first such frame; with `allow_nonfinite` such frames are left out of the metrics too,
-    with a warning that counts them.
+    with a warning that counts them. `val_thresholds` (the selection set's EER thresholds
+    per level) adds ``acc_at_val_eer``.
     """
     scores, unreadable = predict(task, loader, accelerator, desc)
     index: FrameIndex = loader.dataset.index
@@ -123,8 +126,12 @@ def evaluate(
         warnings.warn(f"{what}: left out of the metrics (eval.allow_nonfinite=true)", stacklevel=2)
         keep &= ~broken
     if keep.all():
-        metrics = detection_metrics(index.video_ids, index.labels, scores, aggregate=aggregate)
+        metrics = detection_metrics(
+            index.video_ids, index.labels, scores, aggregate, val_thresholds
+        )
     else:
         ids = [v for v, k in zip(index.video_ids, keep, strict=True) if k]
-        metrics = detection_metrics(ids, index.labels[keep], scores[keep], aggregate=aggregate)
+        metrics = detection_metrics(
+            ids, index.labels[keep], scores[keep], aggregate, val_thresholds
+        )
     return metrics, scores, unreadable

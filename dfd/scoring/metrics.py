@@ -9,14 +9,19 @@ README's "Metrics" section.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 
 
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates at every distinct score threshold, from (0, 0) to (1, 1)."""
+def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ROC at every distinct score threshold: (fpr, tpr, thresholds), from (0, 0) to (1, 1).
+
+    Point k > 0 predicts fake at p >= thresholds[k] (the k-th highest distinct score); point 0
+    predicts nothing fake and has threshold +inf. The same points as scikit-learn's
+    ``roc_curve(..., drop_intermediate=False)``.
+    """
     labels = np.asarray(labels, dtype=np.int64)
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
     s, y = np.asarray(scores, dtype=np.float64)[order], labels[order]
@@ -26,6 +31,12 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     fps = (last_of_run + 1) - tps
     tpr = np.r_[0.0, tps / max(tps[-1], 1)]
     fpr = np.r_[0.0, fps / max(fps[-1], 1)]
+    return fpr, tpr, np.r_[np.inf, s[last_of_run]]
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every distinct score threshold, from (0, 0) to (1, 1)."""
+    fpr, tpr, _ = roc_points(labels, scores)
     return fpr, tpr
 
 
@@ -42,6 +53,16 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
+def _eer_segment(fpr: np.ndarray, tpr: np.ndarray) -> tuple[int, float]:
+    """Where FNR - FPR changes sign: the first ROC point k with FNR <= FPR and the fraction w
+    of the way from point k - 1 to point k at which the gap is zero (w = 1: exactly at k)."""
+    gap = (1.0 - tpr) - fpr  # strictly decreasing from 1 to -1 along the curve
+    k = int(np.flatnonzero(gap <= 0)[0])
+    if gap[k] == 0:
+        return k, 1.0
+    return k, float(gap[k - 1] / (gap[k - 1] - gap[k]))
+
+
 def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float:
     """EER: the rate where the false-positive rate equals the false-negative rate.
 
@@ -51,12 +72,53 @@ def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float:
     if not _check_both_classes(labels):
         return float("nan")
     fpr, tpr = roc_curve(labels, scores)
-    gap = (1.0 - tpr) - fpr  # decreasing from 1 to -1 along the curve
-    k = int(np.flatnonzero(gap <= 0)[0])
-    if gap[k] == 0 or k == 0:
-        return float(fpr[k])
-    w = gap[k - 1] / (gap[k - 1] - gap[k])
+    k, w = _eer_segment(fpr, tpr)
     return float(fpr[k - 1] + w * (fpr[k] - fpr[k - 1]))
+
+
+def eer_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold at the EER: GenD's ``interp1d(fpr, thresholds)(eer)``, made exact.
+
+    The EER lies on the ROC segment from point k - 1 to point k (see `roc_points`), a
+    fraction w of the way; the threshold is the same linear interpolation of the two points'
+    thresholds, t[k-1] + w (t[k] - t[k-1]), so predicting fake at p >= it operates at point
+    k - 1 (or at point k when the EER falls exactly on it, w = 1). On the first segment,
+    whose upper end predicts nothing fake (threshold +inf), it is the next float above the
+    highest score, so it is always finite. Interpolating along the segment, not along the
+    FPR axis, also covers vertical segments, where GenD's interp1d is ambiguous
+    (yermandy/GenD src/metrics.py `calculate_eer`). NaN unless both classes are present.
+    """
+    labels = np.asarray(labels)
+    if not _check_both_classes(labels):
+        return float("nan")
+    fpr, tpr, thresholds = roc_points(labels, scores)
+    k, w = _eer_segment(fpr, tpr)
+    if w == 1.0:
+        return float(thresholds[k])
+    if k == 1:
+        return float(np.nextafter(thresholds[1], np.inf))
+    return float(thresholds[k - 1] + w * (thresholds[k] - thresholds[k - 1]))
+
+
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, level: float) -> float:
+    """TPR at a false-positive rate of `level`, as GenD computes it: the ROC linearly
+    interpolated at FPR = level (``np.interp(level, fpr, tpr)``, yermandy/GenD src/metrics.py
+    `calculate_tpr_at_fpr`).
+
+    At an FPR the ROC reaches exactly, this is the highest TPR there (the top of a vertical
+    segment); between two ROC points it is the straight line between them, at least the
+    highest TPR whose FPR does not exceed `level` (the step value, which does not
+    interpolate). NaN unless both classes are present.
+    """
+    labels = np.asarray(labels)
+    if not _check_both_classes(labels):
+        return float("nan")
+    fpr, tpr = roc_curve(labels, scores)
+    j = int(np.searchsorted(fpr, level, side="right")) - 1  # the last point with fpr <= level
+    if fpr[j] == level or j == fpr.size - 1:
+        return float(tpr[j])
+    w = (level - fpr[j]) / (fpr[j + 1] - fpr[j])
+    return float(tpr[j] + w * (tpr[j + 1] - tpr[j]))
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -172,13 +234,23 @@ def video_scores(
     return ids.tolist(), (label_sums > 0).astype(np.int64), v_scores
 
 
-def level_metrics(labels: np.ndarray, scores: np.ndarray, prefix: str) -> dict[str, float]:
+# the low false-positive rates GenD reports TPR at (its src/model/base.py `log_metrics`)
+TPR_AT_FPR = {"tpr_at_1pct_fpr": 0.01, "tpr_at_5pct_fpr": 0.05}
+LEVELS = ("frame", "video")
+
+
+def level_metrics(
+    labels: np.ndarray, scores: np.ndarray, prefix: str, val_threshold: float | None = None
+) -> dict[str, float]:
     """Every metric at one level (frame or video), keys prefixed with that level.
 
     auc, eer, ap (fake class, DeepfakeBench's AP), acc, map (the authors' mAP), bacc
-    (balanced accuracy) and f1 (macro-F1); the thresholded ones predict fake at p(fake) >= 0.5.
+    (balanced accuracy) and f1 (macro-F1), the thresholded ones predicting fake at
+    p(fake) >= 0.5; tpr_at_1pct_fpr and tpr_at_5pct_fpr (`tpr_at_fpr`) and eer_threshold
+    (`eer_threshold`). With `val_threshold` (the selection set's EER threshold at this
+    level), acc_at_val_eer: the accuracy predicting fake at p(fake) >= that threshold.
     """
-    return {
+    out = {
         f"{prefix}_auc": roc_auc(labels, scores),
         f"{prefix}_eer": equal_error_rate(labels, scores),
         f"{prefix}_ap": average_precision(labels, scores),
@@ -186,7 +258,14 @@ def level_metrics(labels: np.ndarray, scores: np.ndarray, prefix: str) -> dict[s
         f"{prefix}_map": mean_average_precision(labels, scores),
         f"{prefix}_bacc": balanced_accuracy(labels, scores),
         f"{prefix}_f1": macro_f1(labels, scores),
+        **{f"{prefix}_{k}": tpr_at_fpr(labels, scores, v) for k, v in TPR_AT_FPR.items()},
+        f"{prefix}_eer_threshold": eer_threshold(labels, scores),
     }
+    if val_threshold is not None:
+        out[f"{prefix}_acc_at_val_eer"] = (
+            accuracy(labels, scores, val_threshold) if np.isfinite(val_threshold) else float("nan")
+        )
+    return out
 
 
 def detection_metrics(
@@ -194,19 +273,72 @@ def detection_metrics(
     labels: np.ndarray,
     scores: np.ndarray,
     aggregate: Aggregate = "mean",
+    val_thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """Frame-level and video-level metrics of one dataset.
 
-    Keys: ``frame_<m>`` and ``video_<m>`` for m in auc, eer, ap, acc, map, bacc, f1 (see
-    `level_metrics`), plus the counts ``n_frames`` and ``n_videos``. Video scores aggregate
-    the frames' p(fake) with `aggregate` (mean, the paper's, or median).
+    Keys: ``frame_<m>`` and ``video_<m>`` for every m of `level_metrics`, plus the counts
+    ``n_frames`` and ``n_videos``. Video scores aggregate the frames' p(fake) with
+    `aggregate` (mean, the paper's, or median). `val_thresholds` (``{"frame": t, "video":
+    t}``, the selection set's EER thresholds) adds each level's ``acc_at_val_eer``.
     """
-    frame = level_metrics(labels, scores, "frame")
+    thresholds = val_thresholds or {}
+    frame = level_metrics(labels, scores, "frame", thresholds.get("frame"))
     ids, v_labels, v_scores = video_scores(video_ids, labels, scores, aggregate)
-    video = level_metrics(v_labels, v_scores, "video")
+    video = level_metrics(v_labels, v_scores, "video", thresholds.get("video"))
     return {
         **frame,
         **video,
         "n_frames": float(len(labels)),
         "n_videos": float(len(ids)),
+    }
+
+
+def pooled_videos(
+    sets: Mapping[str, tuple[Sequence[str], np.ndarray, np.ndarray]], aggregate: Aggregate = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores of every video of several sets, each set's videos formed within it.
+
+    `sets` maps a set's name to its ``(video_ids, labels, scores)`` frames. A video id is
+    unique within its dataset only, so the pooled videos are (set, video) pairs: two targets'
+    ``real/000`` stay two videos.
+    """
+    grouped = [
+        video_scores(ids, labels, scores, aggregate)[1:] for ids, labels, scores in sets.values()
+    ]
+    return (
+        np.concatenate([g[0] for g in grouped]) if grouped else np.zeros(0, np.int64),
+        np.concatenate([g[1] for g in grouped]) if grouped else np.zeros(0),
+    )
+
+
+def pooled_metrics(
+    sets: Mapping[str, tuple[Sequence[str], np.ndarray, np.ndarray]],
+    aggregate: Aggregate = "mean",
+    val_thresholds: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Metrics of several sets' frames and videos taken together: the mixed-domain figure.
+
+    Frames are concatenated; videos are pooled as (set, video) pairs (`pooled_videos`). Keys
+    as `detection_metrics`.
+    """
+    thresholds = val_thresholds or {}
+    labels = np.concatenate([np.asarray(s[1]) for s in sets.values()])
+    scores = np.concatenate([np.asarray(s[2], dtype=np.float64) for s in sets.values()])
+    v_labels, v_scores = pooled_videos(sets, aggregate)
+    return {
+        **level_metrics(labels, scores, "frame", thresholds.get("frame")),
+        **level_metrics(v_labels, v_scores, "video", thresholds.get("video")),
+        "n_frames": float(labels.size),
+        "n_videos": float(v_labels.size),
+    }
+
+
+def val_eer_thresholds(val_metrics: Mapping[str, float]) -> dict[str, float]:
+    """The selection set's EER threshold at each level, from its metrics (`detection_metrics`
+    keys ``frame_eer_threshold``, ``video_eer_threshold``); levels it lacks are left out."""
+    return {
+        level: float(val_metrics[f"{level}_eer_threshold"])
+        for level in LEVELS
+        if f"{level}_eer_threshold" in val_metrics
     }

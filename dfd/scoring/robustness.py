@@ -98,6 +98,7 @@ def score_pass(
             desc=f"{desc} {name}",
             aggregate=setup.aggregate,
             allow_nonfinite=setup.allow_nonfinite,
+            val_thresholds=setup.val_thresholds,
         )
         out[name] = metrics
     return out

@@ -54,6 +54,20 @@ def pairing_error(cfg: DictConfig) -> str | None:
     return None
 
 
+def leaky_objective_error(cfg: DictConfig) -> str | None:
+    """Why the config cannot be a sweep's trial, or None: a sweep optimizes the selection
+    set's metric, and under ``selection=test_set`` that set is a test target, so the sweep
+    would tune the detector on the numbers it reports."""
+    selection = cfg.get("selection") or {}
+    if selection.get("name") != "test_set":
+        return None
+    return (
+        f"selection=test_set selects on test target {selection.get('target')!r}: a sweep would "
+        f"tune on it, so dfd.sweep refuses it as its objective; use selection=source_val or "
+        f"selection=heldout"
+    )
+
+
 def path_overrides(paths: DictConfig, output_dir: Path) -> list[str]:
     """The sweep's `paths` as train overrides, with `output_dir` set to `output_dir`.
 
@@ -99,6 +113,9 @@ def check_space(
                     f"sweep.space.{param.name}={value!r}: the overrides {param.overrides(value)} "
                     f"do not compose with the sweep's base overrides: {err}"
                 ) from err
+            leaky = leaky_objective_error(cfg)
+            if leaky is not None:
+                raise ValueError(f"sweep.space.{param.name}={value!r}: {leaky}")
             data.setdefault(_key(cfg.data), (f"sweep.space.{param.name}={value!r}", cfg.data))
     for i, trial in enumerate(enqueue):
         for name, value in trial.items():
@@ -131,7 +148,7 @@ def check_grid(points: Sequence[GridPoint], shared: Sequence[str]) -> list[tuple
                 f"sweep.rows.{point.row}: the overrides {list(point.overrides)} do not compose "
                 f"with the sweep's base overrides: {err}"
             ) from err
-        reason = pairing_error(cfg)
+        reason = pairing_error(cfg) or leaky_objective_error(cfg)
         if reason is not None:
             raise ValueError(f"sweep.rows.{point.row} cannot train: {reason}")
         data.setdefault(_key(cfg.data), (f"sweep.rows.{point.row}", cfg.data))

@@ -23,7 +23,12 @@ from optuna.trial import FrozenTrial, TrialState
 from dfd.engine.callbacks import Callback, RunState, RunStopped
 from dfd.runtime.redact import redact
 from dfd.runtime.run_info import run_name
-from dfd.sweep.compose import compose_train_config, pairing_error, path_overrides
+from dfd.sweep.compose import (
+    compose_train_config,
+    leaky_objective_error,
+    pairing_error,
+    path_overrides,
+)
 from dfd.sweep.space import GridPoint, Param, Value
 from dfd.sweep.storage import GridClaims
 
@@ -94,6 +99,11 @@ def train_trial(
     trial.set_user_attr("overrides", redact(" ".join(overrides)))
     trial.set_user_attr("output_dir", str(out_dir))
     cfg = compose_train_config([*path_overrides(ctx.paths, out_dir), *ctx.shared, *overrides])
+    leaky = leaky_objective_error(cfg)
+    if leaky is not None:
+        # never trained: a trial may not select on a test target (a row or space set it)
+        trial.set_user_attr("reason", leaky)
+        raise ValueError(leaky)
     reason = pairing_error(cfg)
     if reason is not None:
         # never a score: pruned, so TPE learns to avoid the combination, with the reason

@@ -26,6 +26,7 @@ from dfd.sweep.compose import (
     check_grid,
     check_space,
     compose_train_config,
+    leaky_objective_error,
     path_overrides,
     train_config_source,
 )
@@ -69,6 +70,9 @@ def run_sweep(cfg: DictConfig) -> optuna.Study:
     catch = tuple(get_class(name) for name in cfg.get("catch") or [])
     with train_config_source(), storage_errors(str(cfg.storage)):
         base = compose_train_config(with_paths)
+        leaky = leaky_objective_error(base)
+        if leaky is not None:
+            raise ValueError(f"sweep {spec.get('study_name')!r}: {leaky}")
         monitor = str(base.trainer.monitor)
         if grid:
             points = parse_grid(spec.rows, spec.seeds)

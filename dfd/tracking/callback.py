@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from dfd.engine.callbacks import Callback, Results, RunState, RunStopped
 from dfd.report.plots import plot_results
 from dfd.report.results import write_results_table
+from dfd.report.tables import LEAKY_MARK
 from dfd.runtime.run_info import run_name, run_tags
 from dfd.tracking.pending import PENDING_FILE
 from dfd.tracking.tracker import Tracker, _raise_interrupt, flatten
@@ -93,6 +94,10 @@ class MLflowCallback(Callback):
             t.log_metrics({f"test/{name}/{k}": v for k, v in level_metrics(metrics).items()})
             t.log_params({f"test/{name}/{k}": v for k, v in counts(metrics).items()})
         t.log_metrics({f"test/mean/{k}": v for k, v in results["mean"].items()})
+        # every target's videos together, kept apart per target: the mixed-domain figure
+        pooled = results.get("pooled") or {}
+        t.log_metrics({f"test/pooled/{k}": v for k, v in level_metrics(pooled).items()})
+        t.log_params({f"test/pooled/{k}": v for k, v in counts(pooled).items()})
         t.log_params(
             {f"data/{k}/skipped/unreadable": n for k, n in run.extra.get("unreadable", {}).items()}
         )
@@ -112,10 +117,13 @@ class MLflowCallback(Callback):
         """results.md / results.csv (one row per target plus the mean) and the same table as
         the run's description, so one click shows the cross-dataset row."""
         markdown = write_results_table(results, folder)
+        selection = (results.get("protocol") or {}).get("selection") or {}
+        rule = f"{selection.get('rule', 'source_val')} ({', '.join(selection.get('sets') or ['data.val'])})"
+        leaky = f"{LEAKY_MARK} LEAKY: selected on a test target. " if selection.get("leaky") else ""
         selected = (
-            f"selected epoch {results['best_epoch']} on source val. "
+            f"{leaky}selected epoch {results['best_epoch']} on {rule}. "
             if "best_epoch" in results
-            else ""
+            else leaky
         )
         self.tracker.set_tags(
             {"mlflow.note.content": f"{selected}Video-level results:\n\n{markdown}"}

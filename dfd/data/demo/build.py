@@ -31,8 +31,9 @@ from dfd.data.index import COLUMNS, FAKE
 from dfd.data.index import REAL as REAL_LABEL
 
 # Bump when rendering or manipulation code changes what gets drawn or what the manifest
-# says: it is part of the key (2: the manifest records each fake's source video).
-GENERATOR_VERSION = 2
+# says: it is part of the key (2: the manifest records each fake's source video; 3: targets
+# have a held-out `val` split of new identities; the other videos' pixels are unchanged).
+GENERATOR_VERSION = 3
 MANIFEST = "manifest.csv"
 
 
@@ -45,8 +46,14 @@ class DemoSpec:
         frames_per_video: frames rendered per video.
         source_identities: identities of the source dataset; each gives one real and one
             fake video (the fake is a manipulated version of that real video).
-        target_identities: identities of each target dataset, new ones per dataset.
+        target_identities: identities of each target dataset's ``test`` split, new ones
+            per dataset.
         val_every: every ``val_every``-th source identity (both its videos) goes to ``val``.
+        heldout_identities: identities of each target dataset's ``val`` split: held-out
+            videos of the target domain, never tested (what `selection=heldout` selects on,
+            as GenD selects on videos drawn from its targets' training folders). They come
+            after the test identities, from their own random streams, so they change no
+            test video.
     """
 
     seed: int = 0
@@ -54,6 +61,7 @@ class DemoSpec:
     source_identities: int = 150
     target_identities: int = 50
     val_every: int = 5
+    heldout_identities: int = 10
 
     def key(self) -> str:
         """Folder name of this spec's cache: generator version plus a hash of all parameters."""
@@ -83,8 +91,25 @@ def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
+def _split_of(spec: DemoSpec, recipe: Recipe, i: int) -> str:
+    if recipe.name == SOURCE:
+        return "val" if i % spec.val_every == spec.val_every - 1 else "train"
+    return "test" if i < spec.target_identities else "val"
+
+
+def _donor(spec: DemoSpec, recipe: Recipe, i: int) -> int:
+    """The identity whose face a swap pastes over identity i: the next one of its own block
+    (the source's identities, a target's test identities or its held-out ones)."""
+    if recipe.name == SOURCE:
+        return (i + 1) % spec.source_identities
+    if i < spec.target_identities:
+        return (i + 1) % spec.target_identities
+    first = spec.target_identities
+    return first + (i - first + 1) % spec.heldout_identities
+
+
 def _identity_videos(
-    spec: DemoSpec, recipe: Recipe, i: int, n_identities: int
+    spec: DemoSpec, recipe: Recipe, i: int
 ) -> Iterator[tuple[str, int, np.ndarray]]:
     """Yield ``(source, frame_number, uint8 image)`` for identity i's real and fake video."""
     identity = _identity(spec, recipe.name, i)
@@ -96,7 +121,7 @@ def _identity_videos(
     video_params = sample_blend(fake_rng)
     sigma = float(fake_rng.uniform(*recipe.mask_sigma))
     donor = (
-        _identity(spec, recipe.name, (i + 1) % n_identities) if recipe.donor == "other" else None
+        _identity(spec, recipe.name, _donor(spec, recipe, i)) if recipe.donor == "other" else None
     )
     for k, (pose, real) in enumerate(zip(poses, reals, strict=True)):
         if recipe.region == "eye_band":
@@ -112,23 +137,24 @@ def _identity_videos(
             yield name, k, out
 
 
-def _video_name(recipe: Recipe, source: str, i: int, n_identities: int) -> str:
+def _video_name(spec: DemoSpec, recipe: Recipe, source: str, i: int) -> str:
     # Swaps are named target_donor, as FF++ names its fakes.
     if source != REAL and recipe.donor == "other":
-        return f"{i:03d}_{(i + 1) % n_identities:03d}"
+        return f"{i:03d}_{_donor(spec, recipe, i):03d}"
     return f"{i:03d}"
 
 
 def _write_dataset(spec: DemoSpec, recipe: Recipe, folder: Path) -> list[dict]:
-    n = spec.source_identities if recipe.name == SOURCE else spec.target_identities
+    n = (
+        spec.source_identities
+        if recipe.name == SOURCE
+        else spec.target_identities + spec.heldout_identities
+    )
     rows: list[dict] = []
     for i in range(n):
-        if recipe.name == SOURCE:
-            split = "val" if i % spec.val_every == spec.val_every - 1 else "train"
-        else:
-            split = "test"
-        for source, k, img in _identity_videos(spec, recipe, i, n):
-            video = _video_name(recipe, source, i, n)
+        split = _split_of(spec, recipe, i)
+        for source, k, img in _identity_videos(spec, recipe, i):
+            video = _video_name(spec, recipe, source, i)
             rel = Path(recipe.name, source, video, f"{k:03d}.png")
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             # compress_level 1: the demo is written once and read many times; 6 is 3x slower
@@ -176,7 +202,7 @@ def ensure_demo(root: str | os.PathLike, spec: DemoSpec | None = None) -> Path:
     the benchmark is rendered into a temporary sibling folder and renamed into place, so a
     crash leaves no partial cache and two processes racing to build it both end up with
     one complete copy. Generation is deterministic for a given `spec` (default: the full
-    demo, ~2,800 frames, a few seconds on two CPU cores).
+    demo, ~3,100 frames, a few seconds on two CPU cores).
     """
     spec = spec or DemoSpec()
     root = Path(root).expanduser()

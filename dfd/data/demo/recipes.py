@@ -40,8 +40,9 @@ class Recipe:
     description: str = ""
 
     def splits(self) -> tuple[str, ...]:
-        """Splits this dataset holds: the source trains and validates, targets only test."""
-        return ("train", "val") if self.name == SOURCE else ("test",)
+        """Splits this dataset holds: the source trains and validates; a target is tested on
+        `test` and holds out `val` (other identities), which `selection=heldout` may select on."""
+        return ("train", "val") if self.name == SOURCE else ("test", "val")
 
     def as_dict(self) -> dict:
         """Plain dict for the cache key and ``spec.json``."""
