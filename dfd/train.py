@@ -82,7 +82,6 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         params={**params, **splits.params(warn=main_process)},
     )
     # 3. what watches the run: tracking, the selected checkpoint, resume state, early stop
-    tracker = instantiate(cfg.tracking)
     cbs = CallbackList(
         [
             MLflowCallback(tracker),

@@ -4,6 +4,8 @@ headless browser shows dfd.predict's score and writes uploads only into its temp
 
 from __future__ import annotations
 
+import json
+
 import os
 import re
 import shutil
@@ -21,6 +23,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from dfd.engine.hf_folder import HFFolderError
+from dfd.export.model_card import NO_INTERVAL, interval_text
 from dfd.engine.restore import load_scoring_model
 from dfd.runtime.cli import user_message
 from tests.conftest import CONF_DIR
@@ -117,7 +120,10 @@ def test_a_photo_without_a_face_says_so(scorer, tmp_path):
 def test_the_page_carries_the_model_cards_protocol(checkpoint, tmp_path):
     summary = model_summary(checkpoint, load_scoring_model(checkpoint), str(tmp_path))
     assert "| Checkpoint selection | dfd demo benchmark: source, split `val`" in summary
-    assert "no interval recorded" in summary  # the results the run recorded
+    # the results the run recorded: each target's video AUC with its bootstrap interval
+    tested = json.loads((checkpoint.parent / "metrics.json").read_text())["test"]
+    for metrics in tested.values():
+        assert interval_text(metrics) in summary and NO_INTERVAL not in summary
 
 
 def test_a_foreign_hf_folder_is_refused_before_anything_runs(checkpoint, tmp_path):

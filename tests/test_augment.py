@@ -326,6 +326,60 @@ HUB_PROCESSORS = {
     ),
     # google/siglip-base-patch16-224: straight to 224x224, no crop
     "siglip_vit_b16": ("SiglipImageProcessorPil", {"size": {"height": 224, "width": 224}}),
+    # facebook/dinov2-with-registers-large: DINOv2's BitImageProcessor fields
+    "dinov2_reg_vitl14": (
+        "BitImageProcessorPil",
+        {
+            "size": {"shortest_edge": 256},
+            "crop_size": {"height": 224, "width": 224},
+            "image_mean": [0.485, 0.456, 0.406],
+            "image_std": [0.229, 0.224, 0.225],
+        },
+    ),
+    # facebook/dinov3-vit*16-pretrain-lvd1689m: DINOv3ViTImageProcessorFast (torchvision only)
+    # resizes straight to 224x224, bilinear, ImageNet statistics: ViT's PIL processor does so
+    **{
+        name: (
+            "ViTImageProcessorPil",
+            {
+                "size": {"height": 224, "width": 224},
+                "resample": 2,
+                "image_mean": [0.485, 0.456, 0.406],
+                "image_std": [0.229, 0.224, 0.225],
+            },
+        )
+        for name in ("dinov3_vitl16", "dinov3_vitb16")
+    },
+    # timm's PE-Core pretrained_cfg (crop_pct 1.0, bicubic, mean = std = 0.5): Resize(shortest
+    # edge) and CenterCrop, which CLIP's processor computes with the same integer rule
+    "pe_core_l14_336": (
+        "CLIPImageProcessorPil",
+        {
+            "size": {"shortest_edge": 336},
+            "crop_size": 336,
+            "image_mean": [0.5] * 3,
+            "image_std": [0.5] * 3,
+        },
+    ),
+    "pe_core_b16_224": (
+        "CLIPImageProcessorPil",
+        {
+            "size": {"shortest_edge": 224},
+            "crop_size": 224,
+            "image_mean": [0.5] * 3,
+            "image_std": [0.5] * 3,
+        },
+    ),
+    # FSFM's eval transform: Resize(256, bicubic), CenterCrop(224), VGGFace2 statistics
+    "vit_b16_fsfm": (
+        "CLIPImageProcessorPil",
+        {
+            "size": {"shortest_edge": 256},
+            "crop_size": 224,
+            "image_mean": [0.5482207536697388, 0.42340534925460815, 0.3654651641845703],
+            "image_std": [0.2789176106452942, 0.2438540756702423, 0.23493893444538116],
+        },
+    ),
 }
 ODD_SIZES = [(317, 233), (233, 317), (300, 224), (225, 500), (640, 480), (256, 256)]
 

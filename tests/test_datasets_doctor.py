@@ -102,13 +102,13 @@ def test_demo_everything_found_with_counts_by_label_and_source(demo_cache, capsy
     cfg = compose_doctor([f"paths.cache_dir={demo_cache}"])
     entries = run_doctor(cfg)
     out = capsys.readouterr().out.splitlines()
-    assert [e.status for e in entries] == ["found"] * 6
+    assert [e.status for e in entries] == ["found"] * 8  # train, val, 4 targets, 2 held-out sets (selection=heldout)
     assert [(e.role, e.key) for e in entries][:3] == [
         ("train", "source"),
         ("val", "source"),
         ("test", "mouth"),
     ]
-    assert out[-1] == "all 6 datasets of data=demo found"
+    assert out[-1] == "all 8 datasets of data=demo found"
     mouth = out.index(next(line for line in out if line.startswith("test    mouth")))
     assert "real 50v/200f  fake 50v/200f  skipped: none" in out[mouth]
     assert out[mouth + 1].split() == [

@@ -146,7 +146,11 @@ def test_card_has_a_model_index_entry_per_target_with_the_runs_video_auc(hf_fold
     # the protocol card and the results table, read from the run's files
     assert "| Checkpoint selection | dfd demo benchmark: source, split `val`" in card
     assert f"epoch {json.loads((checkpoint / 'meta.json').read_text())['epoch']}" in card
-    assert card.count(NO_INTERVAL) == 4  # this run recorded no intervals
+    # every target's video AUC with the bootstrap interval the run recorded
+    tested = json.loads((checkpoint.parent / "metrics.json").read_text())["test"]
+    assert len(tested) == 4 and NO_INTERVAL not in card
+    for metrics in tested.values():
+        assert f"| {interval_text(metrics)} |" in card
     assert "hf upload" in card and "python -m dfd.predict checkpoint=detector-hf" in card
 
 

@@ -62,6 +62,14 @@ def load_torch_file(path: Path, expected: str = "a torch checkpoint") -> Any:
         raise ConversionError(f"{path} is not {expected}: it is a folder")
     if not path.is_file():
         raise ConversionError(f"input={path} does not exist: pass {expected}")
+    with path.open("rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive, or (the legacy format) a pickle of protocol 2 or more
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise ConversionError(
+            f"{path} is not {expected} (it starts with {head!r}, neither a zip archive nor a "
+            f"pickle): pass the file the peer's code saved with torch.save"
+        )
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             try:
@@ -78,9 +86,12 @@ def load_torch_file(path: Path, expected: str = "a torch checkpoint") -> Any:
             f"re-save its state dict alone: torch.save(torch.load(p, weights_only=False)"
             f"['model'], out) (or the whole dict if it is flat) and convert `out`"
         ) from err
-    except (RuntimeError, OSError, EOFError) as err:
+    except (RuntimeError, OSError, EOFError, KeyError, IndexError, ValueError) as err:
+        # torch.load fails on a damaged or truncated archive with any of these
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ConversionError(
-            f"{path} is not {expected}, nor a readable torch file: {err}"
+            f"{path} is not a readable torch checkpoint ({type(err).__name__}: {first}): "
+            f"pass {expected}"
         ) from err
 
 

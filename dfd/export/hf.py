@@ -156,8 +156,9 @@ def _processor_class(model_type: str) -> str | None:
 
 
 def write_processor(processor: Any, spec: InputSpec, folder: Path) -> None:
-    """Save the processor set to dfd's input spec: a square crop is resized straight to the
-    input size (no larger resize then crop), with the spec's filter, mean and std."""
+    """Save the processor set to dfd's input spec: its resize (a shortest edge, or straight to
+    a height and width) and centre crop, with the spec's filter, mean and std, so the
+    processor prepares any image, square or not, as dfd's eval transform does."""
     processor.save_pretrained(str(folder))
     path = folder / PROCESSOR
     data = json.loads(path.read_text())
@@ -172,16 +173,22 @@ def write_processor(processor: Any, spec: InputSpec, folder: Path) -> None:
         image_std=list(spec.std),
         do_convert_rgb=True,
     )
-    square = height == width
-    if "shortest_edge" in (data.get("size") or {}) and square:
+    crop = {"height": height, "width": width}
+    if "crop_pct" in data:  # ConvNeXt: size is the crop, resized first to size / crop_pct
+        short = spec.resize_to if isinstance(spec.resize_to, int) else height
         data["size"] = {"shortest_edge": height}
-    else:
-        data["size"] = {"height": height, "width": width}
-    if "crop_size" in data or data.get("do_center_crop"):
-        data["crop_size"] = {"height": height, "width": width}
-        data["do_center_crop"] = square
-    if "crop_pct" in data:  # ConvNeXt resizes to size / crop_pct before cropping
-        data["crop_pct"] = 1.0
+        data["crop_pct"] = height / short
+        data.pop("crop_size", None)
+    elif isinstance(spec.resize_to, int):  # the shortest edge, then the centre crop
+        data["size"] = {"shortest_edge": spec.resize_to}
+        data["crop_size"] = crop
+        data["do_center_crop"] = True
+    else:  # straight to (height, width), then a crop only if it is smaller
+        resized = {"height": spec.resize_to[0], "width": spec.resize_to[1]}
+        data["size"] = resized
+        data["do_center_crop"] = resized != crop
+        if resized != crop or "crop_size" in data:
+            data["crop_size"] = crop
     data.pop("auto_map", None)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
