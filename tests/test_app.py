@@ -5,7 +5,6 @@ headless browser shows dfd.predict's score and writes uploads only into its temp
 from __future__ import annotations
 
 import json
-
 import os
 import re
 import shutil
@@ -23,8 +22,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from dfd.engine.hf_folder import HFFolderError
-from dfd.export.model_card import NO_INTERVAL, interval_text
 from dfd.engine.restore import load_scoring_model
+from dfd.export.model_card import NO_INTERVAL, interval_text
 from dfd.runtime.cli import user_message
 from tests.conftest import CONF_DIR
 from tests.demo_checkpoint import trained_checkpoint

@@ -102,7 +102,8 @@ def test_demo_everything_found_with_counts_by_label_and_source(demo_cache, capsy
     cfg = compose_doctor([f"paths.cache_dir={demo_cache}"])
     entries = run_doctor(cfg)
     out = capsys.readouterr().out.splitlines()
-    assert [e.status for e in entries] == ["found"] * 8  # train, val, 4 targets, 2 held-out sets (selection=heldout)
+    # train, val, 4 targets, 2 held-out sets (selection=heldout)
+    assert [e.status for e in entries] == ["found"] * 8
     assert [(e.role, e.key) for e in entries][:3] == [
         ("train", "source"),
         ("val", "source"),
