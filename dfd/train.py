@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-from accelerate.utils import set_seed
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
@@ -17,10 +15,10 @@ from tqdm.auto import tqdm
 from dfd.data.frames import FrameTransform
 from dfd.data.loading import source_loaders
 from dfd.data.splits import load_splits
-from dfd.engine.accelerator import finish, make_accelerator
-from dfd.engine.callbacks import Callback, CallbackList, EarlyStopping, Results, RunState, watched
+from dfd.engine.accelerator import finish, start_training_process
+from dfd.engine.callbacks import Callback, CallbackList, Results, RunState, watched
 from dfd.engine.resume import resume_from_config
-from dfd.engine.saving import BestCheckpoint, ResumeStateWriter
+from dfd.engine.saving import run_files
 from dfd.engine.task import DetectionTask
 from dfd.engine.trainer import Trainer
 from dfd.models.adapters import count_parameters
@@ -28,8 +26,6 @@ from dfd.models.build import build_detector
 from dfd.report.results import PredictionWriter, print_run_results, write_metrics
 from dfd.runtime.cli import entry_point
 from dfd.runtime.protocol import protocol_record, selection_rule
-from dfd.runtime.run_info import command_overrides
-from dfd.runtime.workers import set_torch_threads
 from dfd.scoring.metrics import val_eer_thresholds
 from dfd.scoring.targets import TargetScoring, score_targets
 from dfd.tracking.callback import MLflowCallback
@@ -40,26 +36,20 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     """Train on the source domain, select on the selection set, evaluate every target.
 
     The selection set is the source validation split unless `cfg.selection` names another
-    rule (`dfd.runtime.protocol`). Returns ``{"best_epoch": int, "val": metrics of the
-    selected epoch on the selection set, "test": {target: metrics}, "mean": mean metrics over
-    the targets, "pooled": metrics of all targets' videos together, "protocol": the data
-    config's name and hash and the selection rule}`` (the same shape as ``metrics.json``).
-    Model selection and sweeps use ``val``; ``test`` is for reporting only. `callbacks` run
-    after dfd's own (tracking, checkpoint, resume).
+    rule (`dfd.runtime.protocol`). Returns ``{"best_epoch", "val": the selected epoch's
+    metrics on the selection set, "test": {target: metrics}, "mean" over the targets,
+    "pooled": all targets' videos as one set, "protocol": data name and hash, selection
+    rule}``, as ``metrics.json``. Sweeps optimize ``val``; ``test`` is for reporting only.
+    `callbacks` run after dfd's own (tracking, checkpoint, resume).
     """
-    t = cfg.trainer
-    # before any torch work: on a busy few-core CPU the default thread count is ~10x slower
-    threads = set_torch_threads(t.get("threads"))
-    accelerator = make_accelerator(t.precision, t.grad_accum_steps, t.cpu)
+    accelerator, threads = start_training_process(cfg.trainer, cfg.seed)
     main_process = accelerator.is_main_process
-    set_seed(cfg.seed)
-    torch.set_float32_matmul_precision(t.matmul_precision)
     resume = resume_from_config(cfg)
     out_dir = resume.run_dir if resume else Path(cfg.paths.output_dir)
-
     tracker = instantiate(cfg.tracking)
     if main_process:
         tracker.check_reachable()  # a tracking server that does not answer fails in seconds
+
     # 1. data first: a wrong data root (or selection rule) fails before any weights load
     protocol = protocol_record(cfg)
     with accelerator.main_process_first():
@@ -69,26 +59,16 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
     # 2. the detector: backbone with its PEFT adapter, head, objective
     model, objective = build_detector(cfg)
     trainable, total = count_parameters(model)
-    overrides = command_overrides(cfg)
     params = {"trainable_params": trainable, "total_params": total}
-    run = RunState(
-        cfg=cfg,
-        output_dir=out_dir,
-        is_main_process=main_process,
-        monitor=t.monitor,
-        run_id=resume.info["run_id"] if resume else None,
-        resumed=resume is not None,
-        extra={"overrides": overrides},
-        params={**params, **splits.params(warn=main_process)},
+    run = RunState.of_training(
+        cfg, out_dir, main_process, resume, {**params, **splits.params(warn=main_process)}
     )
-    # 3. what watches the run: tracking, the selected checkpoint, resume state, early stop
+    # 3. what watches the run: tracking, the selected checkpoint, resume state, early stop,
+    # and the selected detector as an MLflow model once the target metrics are logged
     cbs = CallbackList(
         [
             MLflowCallback(tracker),
-            BestCheckpoint(out_dir / "checkpoint", overrides),
-            ResumeStateWriter(out_dir, accelerator, t.resume_every_steps),
-            *([EarlyStopping(t.early_stop_patience)] if t.early_stop_patience else []),
-            # the selected detector as an MLflow model, once the target metrics are logged
+            *run_files(out_dir, accelerator, cfg.trainer, run.extra["overrides"]),
             LoggedModelCallback(tracker, out_dir / "checkpoint"),
             *callbacks,
         ]
@@ -102,9 +82,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         task = DetectionTask(model, objective)
         trainer = Trainer.prepare(accelerator, task, train_loader, val_loader, cbs, run)
         if main_process:
-            tqdm.write(
-                f"trainable parameters: {trainable:,} of {total:,}; torch threads: {threads}"
-            )
+            tqdm.write(f"trainable parameters: {trainable:,} of {total:,}; threads: {threads}")
         cbs.on_fit_start(run)
         trainer.fit(resume)
 
@@ -118,12 +96,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callback] = ()) -> Results:
         scored, predictions, lost = score_targets(
             trainer.task, splits.test, eval_tf, accelerator, setup, writer
         )
-        results: Results = {
-            "best_epoch": run.best_epoch,
-            "val": run.best_val,
-            **scored,
-            "protocol": protocol,
-        }
+        results: Results = {"best_epoch": run.best_epoch, "val": run.best_val, **scored}
+        results["protocol"] = protocol
         run.predictions = predictions
         run.extra["unreadable"] = {**trainer.unreadable_counts(), **lost}
         # 7. write the results: metrics.json, the table

@@ -42,3 +42,20 @@ def make_accelerator(
         # batches come from pinned memory on a GPU box: copy them without blocking the host
         dataloader_config=DataLoaderConfiguration(non_blocking=not cpu),
     )
+
+
+def start_training_process(trainer_cfg, seed: int) -> tuple[Accelerator, int]:
+    """This process ready to train: torch's threads (`trainer.threads`, set before any torch
+    work: on a busy few-core CPU torch's default is ~10x slower), its Accelerator, the seed
+    and the float32 matmul precision. Returns the Accelerator and the thread count."""
+    from accelerate.utils import set_seed
+
+    from dfd.runtime.workers import set_torch_threads
+
+    threads = set_torch_threads(trainer_cfg.get("threads"))
+    accelerator = make_accelerator(
+        trainer_cfg.precision, trainer_cfg.grad_accum_steps, trainer_cfg.cpu
+    )
+    set_seed(seed)
+    torch.set_float32_matmul_precision(trainer_cfg.matmul_precision)
+    return accelerator, threads

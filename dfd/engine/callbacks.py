@@ -62,6 +62,25 @@ class RunState:
     snapshot: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of_training(
+        cls, cfg: DictConfig, output_dir: Path, main: bool, resume, params: dict[str, Any]
+    ) -> RunState:
+        """A training run's state: `trainer.monitor`, a resumed run's id (`resume`, a
+        `dfd.engine.resume.ResumeState` or None), the command's overrides and `params`."""
+        from dfd.runtime.run_info import command_overrides
+
+        return cls(
+            cfg=cfg,
+            output_dir=output_dir,
+            is_main_process=main,
+            monitor=cfg.trainer.monitor,
+            run_id=resume.info["run_id"] if resume else None,
+            resumed=resume is not None,
+            extra={"overrides": command_overrides(cfg)},
+            params=params,
+        )
+
 
 class Callback:
     """Base class: override the hooks you need. Hooks run on every process; check

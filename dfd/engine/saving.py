@@ -7,7 +7,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from dfd.engine.callbacks import Callback, RunState
+from dfd.engine.callbacks import Callback, EarlyStopping, RunState
 from dfd.engine.checkpoint import save_checkpoint
 from dfd.engine.resume import comparable_config, write_resume_state, write_rng_state
 
@@ -66,3 +66,17 @@ class ResumeStateWriter(Callback):
                 snap["optimizer"],
             )
         self.acc.wait_for_everyone()
+
+
+def run_files(
+    out_dir: Path, accelerator: Accelerator, trainer_cfg, overrides: Sequence[str]
+) -> list[Callback]:
+    """What a training run writes as it goes: the selected checkpoint, the resume state
+    (every `trainer.resume_every_steps`) and, with `trainer.early_stop_patience`, early
+    stopping."""
+    patience = trainer_cfg.early_stop_patience
+    return [
+        BestCheckpoint(out_dir / "checkpoint", overrides),
+        ResumeStateWriter(out_dir, accelerator, trainer_cfg.resume_every_steps),
+        *([EarlyStopping(patience)] if patience else []),
+    ]
