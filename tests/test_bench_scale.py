@@ -37,6 +37,7 @@ TINY_SCALE = [
 ]
 
 
+@pytest.mark.slow
 def test_the_scale_section_measures_every_stage_at_every_size(tmp_path, capsys):
     uri = fresh_mlflow_uri(tmp_path)
     # the bench's own run and the measured runs (an experiment per size) in one store

@@ -156,6 +156,7 @@ def test_an_unreachable_sweep_storage_is_one_line_and_its_password_appears_nowhe
     assert saved and "me:***@127.0.0.1" in saved[0].read_text()  # kept, masked
 
 
+@pytest.mark.slow
 def test_an_unreachable_tracking_server_is_one_line_for_train_and_report(tmp_path):
     port = _closed_port()
     uri = f"http://me:trainPW@127.0.0.1:{port}"

@@ -83,6 +83,7 @@ def _runs(store: Path, experiment: str) -> dict[str, mlflow.entities.Run]:
     return {r.info.run_id: r for r in runs}
 
 
+@pytest.mark.slow
 def test_a_demo_study_scores_source_val_and_prunes_an_invalid_pair(tmp_path, demo_cache, store):
     cfg = tiny_sweep(
         tmp_path,
@@ -168,6 +169,7 @@ def test_a_demo_study_scores_source_val_and_prunes_an_invalid_pair(tmp_path, dem
         )
 
 
+@pytest.mark.slow
 def test_a_grid_ablation_trains_every_row_over_seeds_and_tables_them(tmp_path, demo_cache, store):
     cfg = tiny_sweep(
         tmp_path,

@@ -209,6 +209,7 @@ def _grid_search_worker(storage: str, name: str, ready: str, log: str) -> None:
     claims.close()
 
 
+@pytest.mark.slow
 def test_two_workers_on_a_grid_sampler_study_train_each_point_once(tmp_path):
     # Optuna's GridSampler alone lets two workers started together draw the same point
     storage = fresh_optuna_storage(tmp_path)

@@ -70,6 +70,7 @@ t.end("FINISHED")
 """
 
 
+@pytest.mark.slow
 def test_processes_starting_together_on_a_new_sqlite_store_all_succeed(tmp_path):
     import subprocess
     import sys

@@ -149,6 +149,7 @@ def test_bf16_and_gradient_accumulation_train(tmp_path, demo_cache):
     assert all(math.isfinite(m["video_auc"]) for m in results["test"].values())
 
 
+@pytest.mark.slow
 def test_command_line_runs_are_named_and_tagged_by_their_overrides(tmp_path, demo_cache):
     import subprocess
     import sys

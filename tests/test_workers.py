@@ -83,6 +83,7 @@ def test_a_bad_thread_count_is_a_user_error_naming_the_key(bad, restore_torch_th
 
 def test_train_sets_the_threads_first(monkeypatch, restore_torch_threads):
     # what dfd.train and every dfd.sweep trial (dfd.sweep.objective calls dfd.train.train) run
+    import dfd.engine.accelerator
     import dfd.train
     from tests.conftest import compose_train
 
@@ -92,7 +93,7 @@ def test_train_sets_the_threads_first(monkeypatch, restore_torch_threads):
     def stop(*args, **kwargs):
         raise Reached
 
-    monkeypatch.setattr(dfd.train, "make_accelerator", stop)
+    monkeypatch.setattr(dfd.engine.accelerator, "make_accelerator", stop)
     torch.set_num_threads(2)
     with pytest.raises(Reached):
         dfd.train.train(compose_train(["trainer.threads=1"]))
