@@ -133,8 +133,17 @@ def evaluate_checkpoint(cfg: DictConfig) -> Results:
     return results
 
 
-# evaluate's keys that change how fast it runs or where it writes, never what it measures
-_NOT_THE_EVALUATION = ("checkpoint", "num_workers", "eval_batch_size", "cpu", "threads", "store")
+# evaluate's keys that change how fast it runs or where it writes, never what it measures;
+# and `comparison`, which every row of a comparison shares (its runs share one experiment)
+_NOT_THE_EVALUATION = (
+    "checkpoint",
+    "num_workers",
+    "eval_batch_size",
+    "cpu",
+    "threads",
+    "store",
+    "comparison",
+)
 
 
 def evaluation_name(folder: Path, overrides: list[str]) -> str:

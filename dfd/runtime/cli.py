@@ -63,6 +63,9 @@ LOG_NOISE = [
         "transformers.modeling_utils",
         "`loss_type=None` was set in the config but it is unrecognized",
     ),
+    # logging a run's MLflow model: the example is checked (dfd.export.mlflow_model); a
+    # failure still raises, only the progress note after the run's results is dropped
+    ("mlflow.pyfunc", "Validating input example against model signature"),
 ]
 
 
