@@ -125,6 +125,17 @@ def test_the_page_carries_the_model_cards_protocol(checkpoint, tmp_path):
         assert interval_text(metrics) in summary and NO_INTERVAL not in summary
 
 
+def test_the_demo_model_is_announced_as_such_and_a_real_one_is_not(checkpoint):
+    from dataclasses import replace
+
+    from dfd.app.server import demo_notice
+
+    loaded = load_scoring_model(checkpoint)
+    assert "demo" in demo_notice(loaded) and "says nothing" in demo_notice(loaded)
+    identity = {**loaded.identity, "backbone": "clip_vit_l14", "data": "ff_cross"}
+    assert demo_notice(replace(loaded, identity=identity)) == ""
+
+
 def test_a_foreign_hf_folder_is_refused_before_anything_runs(checkpoint, tmp_path):
     from tests.test_export_hf import export
 

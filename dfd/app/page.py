@@ -96,10 +96,13 @@ def handle_upload(scorer: MediaScorer, path: str | None) -> tuple:
     )
 
 
-def build_page(scorer: MediaScorer, summary: str, title: str) -> gr.Blocks:
-    """The page, wired to `scorer`; `summary` is the model card's protocol (Markdown)."""
+def build_page(scorer: MediaScorer, summary: str, title: str, warning: str = "") -> gr.Blocks:
+    """The page, wired to `scorer`; `summary` is the model card's protocol (Markdown),
+    `warning` a line shown under the title (the demo model's, `server.demo_notice`)."""
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(1800, 3600)) as page:
         gr.Markdown(f"# {title}\n\n{NOTICE}")
+        if warning:
+            gr.Markdown(warning, elem_id="dfd-warning")
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Image or video", type="filepath", elem_id="dfd-upload")

@@ -23,6 +23,7 @@ from dfd.engine.checkpoint import CONFIG, read_checkpoint, resolve_checkpoint_co
 from dfd.engine.hf_folder import CONFIG as HF_CONFIG
 from dfd.engine.restore import ScoringModel, load_scoring_model
 from dfd.export.model_card import interval_text, protocol_of, protocol_summary, read_results
+from dfd.predict.predictor import DEMO_WARNING, is_demo_model
 from dfd.runtime.errors import UserError
 
 
@@ -50,6 +51,12 @@ def model_summary(folder: Path, loaded: ScoringModel, output_dir: str) -> str:
     return "\n".join(lines)
 
 
+def demo_notice(loaded: ScoringModel) -> str:
+    """The warning the page shows above everything for dfd's demo model (as dfd.predict
+    warns): its scores of real photos say nothing; empty for any other detector."""
+    return f"**Warning:** {DEMO_WARNING}" if is_demo_model(loaded.identity) else ""
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"received signal {signum}")
 
@@ -70,7 +77,7 @@ def serve(cfg: DictConfig) -> None:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from dfd.app.page import build_page, theme  # after GRADIO_TEMP_DIR is set
 
-    page = build_page(scorer, summary, str(cfg.title))
+    page = build_page(scorer, summary, str(cfg.title), demo_notice(loaded))
     print(f"uploads and results are kept in {temp} and deleted when the app stops")
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
