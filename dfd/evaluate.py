@@ -8,7 +8,6 @@ of dfd's own options (`dfd.engine.trusted_config`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -20,8 +19,14 @@ from dfd.data.splits import load_targets
 from dfd.data.store import FrameStoreError, StoreOptions
 from dfd.engine.accelerator import finish, make_accelerator
 from dfd.engine.callbacks import CallbackList, Results, RunState, watched
-from dfd.engine.checkpoint import CONFIG, META
-from dfd.engine.restore import load_detector, provenance_tags, released_name, selected_val_metrics
+from dfd.engine.checkpoint import CONFIG
+from dfd.engine.restore import (
+    load_detector,
+    provenance_tags,
+    read_meta,
+    released_name,
+    selected_val_metrics,
+)
 from dfd.engine.task import DetectionTask
 from dfd.engine.trusted_config import load_trusted_yaml
 from dfd.report.results import (
@@ -179,8 +184,7 @@ def evaluation_protocol(cfg: DictConfig, folder: Path) -> dict:
     record = protocol_record(trained)
     if cfg.get("data"):
         record |= {"data": str(cfg.data.get("name", "unknown")), "data_hash": data_hash(cfg)}
-    meta = folder / META
-    info = json.loads(meta.read_text()) if meta.is_file() else {}
+    info = read_meta(folder)
     if "converted_from" in info:  # the authors' Lightning checkpoint names its val files
         val_files = (info.get("hyper_parameters") or {}).get("val_files")
         record["selection"] = {

@@ -56,44 +56,29 @@ PROVENANCE_TAGS = {
 }
 
 
+def read_meta(folder: Path) -> dict[str, Any]:
+    """A checkpoint folder's ``meta.json`` (its selected epoch, or a converted detector's
+    provenance); empty when the folder has none."""
+    path = Path(folder) / META
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def released_name(folder: Path) -> str | None:
     """A converted detector's name (meta.json ``detector``); None for dfd's own checkpoints."""
-    name = _read_json(Path(folder) / META).get("detector")
+    name = read_meta(folder).get("detector")
     return str(name) if name else None
-
-
-def checkpoint_label(folder: Path) -> str:
-    """A checkpoint's row name in reports: a converted detector's name (meta.json ``detector``,
-    e.g. ``GenD pe_core_l14_336 (released)``), else what its training run changed
-    (run.json's overrides, as run names are made) and its run folder."""
-    from dfd.runtime.run_info import run_name
-
-    folder = Path(folder)
-    name = released_name(folder)
-    if name:
-        return name
-    overrides = _read_json(folder / "run.json").get("overrides") or []
-    run = "/".join(folder.resolve().parts[-3:-1])
-    return f"{run_name(overrides)} (dfd, {run})"
 
 
 def provenance_tags(folder: Path) -> dict[str, str]:
     """MLflow tags naming where a converted checkpoint came from (empty for dfd's own)."""
-    meta = _read_json(Path(folder) / META)
+    meta = read_meta(folder)
     return {tag: str(meta[key])[:5000] for key, tag in PROVENANCE_TAGS.items() if key in meta}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def selected_val_metrics(folder: Path) -> dict[str, float]:
     """The selection-set metrics of the epoch a checkpoint holds (its ``meta.json`` ``val``);
     empty for a checkpoint without them (one written by dfd.convert)."""
-    meta_path = Path(folder) / META
-    if not meta_path.is_file():
-        return {}
-    val = json.loads(meta_path.read_text()).get("val") or {}
+    val = read_meta(folder).get("val") or {}
     return {k: float(v) for k, v in val.items() if isinstance(v, int | float)}
 
 
@@ -101,8 +86,7 @@ def checkpoint_identity(folder: Path, train_cfg: DictConfig) -> dict[str, Any]:
     """What names a checkpoint in predictions and exported models: its folder, the SHA-256 of
     its tensors, the method it was trained with and the epoch it was selected at."""
     digest = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
-    meta_path = folder / META
-    epoch = json.loads(meta_path.read_text()).get("epoch") if meta_path.is_file() else None
+    epoch = read_meta(folder).get("epoch")
     peft = train_cfg.peft.get("config", train_cfg.peft)  # the peft method, else the adapter
     return {
         "path": str(folder.resolve()),

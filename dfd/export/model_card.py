@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dfd import __version__
 from dfd.data.demo.render import IMAGE_SIZE
-from dfd.engine.checkpoint import META
+from dfd.engine.restore import read_meta
 from dfd.runtime.config import CONF_DIR
 
 DEMO_READER = "dfd.data.demo.demo_index"
@@ -137,8 +137,7 @@ def protocol_of(checkpoint: Path, cfg: DictConfig) -> dict[str, Any]:
     JSON-ready; an export folder keeps it in ``config.json`` (``dfd.protocol``) so that the
     card's summary can be shown without the run's files.
     """
-    meta_path = Path(checkpoint) / META
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = read_meta(checkpoint)
     data_params = meta.get("data")
     data = cfg.get("data") or {}
     train = describe_dataset(data.get("train"), "train")
