@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from dfd.convert.lightning import ConversionError
 from dfd.engine.checkpoint import canonical_key, save_checkpoint
 from dfd.runtime.config import compose_config
+from dfd.runtime.errors import UserError
 
 # peft's LN-tuning keeps a frozen `base_layer` and a trainable copy of each tuned LayerNorm;
 # both take the released LayerNorm
@@ -52,6 +52,36 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class ConversionError(UserError, ValueError):
+    """A checkpoint that dfd cannot read or represent; the message says why (and
+    `dfd.runtime.cli.entry_point` prints it as one line)."""
+
+
+def check_torch_archive(path: Path, what: str, remedy: str) -> None:
+    """Refuse, by its first bytes, a file that torch.save did not write (it writes a zip
+    archive, or in the legacy format a pickle of protocol 2 or more): one line saying that
+    `path` is not `what`, then `remedy`, where torch.load would fail with its own error."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise ConversionError(
+            f"{path} is not {what} (it starts with {head!r}, neither a zip archive nor a "
+            f"pickle): {remedy}"
+        )
+
+
+def load_weights_only(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU, memory-mapped where the file allows it
+    (files written with ``_use_new_zipfile_serialization=False`` cannot be mapped), so a
+    1.2 GB checkpoint is not read into memory whole. Its errors are the caller's to word."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_torch_file(path: Path, expected: str = "a torch checkpoint") -> Any:
     """``torch.load(weights_only=True)`` (memory-mapped where possible), allowing besides tensors
     only argparse's Namespace (plain data: FSFM saves its command line in it). A file that needs
@@ -62,22 +92,10 @@ def load_torch_file(path: Path, expected: str = "a torch checkpoint") -> Any:
         raise ConversionError(f"{path} is not {expected}: it is a folder")
     if not path.is_file():
         raise ConversionError(f"input={path} does not exist: pass {expected}")
-    with path.open("rb") as f:
-        head = f.read(4)
-    # torch.save writes a zip archive, or (the legacy format) a pickle of protocol 2 or more
-    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
-        raise ConversionError(
-            f"{path} is not {expected} (it starts with {head!r}, neither a zip archive nor a "
-            f"pickle): pass the file the peer's code saved with torch.save"
-        )
+    check_torch_archive(path, expected, "pass the file the peer's code saved with torch.save")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as err:
-                if "mmap" not in str(err):
-                    raise
-                return torch.load(path, map_location="cpu", weights_only=True)
+            return load_weights_only(path)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConversionError(

@@ -22,8 +22,13 @@ from pathlib import Path
 
 import torch
 
-from dfd.convert.common import Converted, describe_keys, file_sha256, load_torch_file
-from dfd.convert.lightning import ConversionError
+from dfd.convert.common import (
+    ConversionError,
+    Converted,
+    describe_keys,
+    file_sha256,
+    load_torch_file,
+)
 
 SVD_PARTS = ("weight_main", "U_residual", "S_residual", "V_residual")
 PRINCIPAL = ("U_r", "S_r", "V_r")  # frozen top factors, only for the (unused) orthogonal loss

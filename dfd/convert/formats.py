@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from dfd.convert.common import Converted, load_torch_file, write_converted
-from dfd.convert.lightning import ConversionError
+from dfd.convert.common import ConversionError, Converted, load_torch_file, write_converted
 
 FORMATS = ("auto", "lightning", "gend", "effort", "fsfm")
 FORENSICS_ADAPTER = (

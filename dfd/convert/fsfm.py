@@ -21,8 +21,13 @@ from pathlib import Path
 
 import torch
 
-from dfd.convert.common import Converted, describe_keys, file_sha256, load_torch_file
-from dfd.convert.lightning import ConversionError
+from dfd.convert.common import (
+    ConversionError,
+    Converted,
+    describe_keys,
+    file_sha256,
+    load_torch_file,
+)
 
 EXPECTED = (
     "an FSFM fine-tuned checkpoint: {'model': state dict} with timm ViT keys (cls_token, "

@@ -31,8 +31,7 @@ from omegaconf import OmegaConf
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from dfd.convert.common import Converted, file_sha256, strip_prefix
-from dfd.convert.lightning import ConversionError
+from dfd.convert.common import ConversionError, Converted, file_sha256, strip_prefix
 from dfd.runtime.config import CONF_DIR
 
 HEADS = {"LinearNorm": "linear_norm", "linear": "linear"}

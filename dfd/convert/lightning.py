@@ -31,9 +31,9 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from dfd.convert.common import ConversionError, check_torch_archive, load_weights_only
 from dfd.engine.checkpoint import canonical_key, save_checkpoint
 from dfd.runtime.config import CONF_DIR, compose_config
-from dfd.runtime.errors import UserError
 
 # peft's LN-tuning layout: a trainable copy beside the frozen `base_layer` of each LayerNorm
 PEFT_LN = re.compile(
@@ -61,11 +61,6 @@ PRECISIONS = {
 }
 
 
-class ConversionError(UserError, ValueError):
-    """An authors' checkpoint that dfd cannot read or represent; the message says why (and
-    `dfd.runtime.cli.entry_point` prints it as one line)."""
-
-
 @dataclass
 class AuthorsCheckpoint:
     """What a Lightning checkpoint holds that the conversion needs."""
@@ -89,22 +84,11 @@ def read_lightning_checkpoint(path: Path) -> AuthorsCheckpoint:
             f"input={path} does not exist: pass the authors' Lightning checkpoint, e.g. "
             f"model.ckpt from the hub repo yermandy/deepfake-detection"
         )
-    with path.open("rb") as f:
-        head = f.read(4)
-    # torch.save writes a zip archive, or (the legacy format) a pickle of protocol 2 or more
-    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
-        raise ConversionError(
-            f"{path} is not a torch checkpoint (it starts with {head!r}, neither a zip archive "
-            f"nor a pickle): pass the Lightning .ckpt file the authors' trainer wrote"
-        )
+    check_torch_archive(
+        path, "a torch checkpoint", "pass the Lightning .ckpt file the authors' trainer wrote"
+    )
     try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            # files written by torch.save(_use_new_zipfile_serialization=False) cannot be mapped
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_weights_only(path)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConversionError(
