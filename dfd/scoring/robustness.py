@@ -22,8 +22,7 @@ from omegaconf import DictConfig
 from dfd.data.frames import FrameTransform
 from dfd.data.index import FrameIndex
 from dfd.data.perturb import Perturbation, PerturbedTransform
-from dfd.scoring.inference import evaluate
-from dfd.scoring.targets import TargetScoring, target_loader
+from dfd.scoring.targets import TargetScoring, score_target
 
 CLEAN = "0"  # the severity key of unperturbed frames, shared by every perturbation's curve
 
@@ -88,20 +87,10 @@ def score_pass(
 ) -> dict[str, dict[str, float]]:
     """{target: metrics} of one pass over every target through `transform` (a perturbed or
     clean evaluation transform), reading the targets' stores as `setup` says."""
-    out = {}
-    for name, index in targets.items():
-        loader = target_loader(index, transform, accelerator, setup)
-        metrics, _, _ = evaluate(
-            task,
-            loader,
-            accelerator,
-            desc=f"{desc} {name}",
-            aggregate=setup.aggregate,
-            allow_nonfinite=setup.allow_nonfinite,
-            val_thresholds=setup.val_thresholds,
-        )
-        out[name] = metrics
-    return out
+    return {
+        name: score_target(task, index, transform, accelerator, setup, f"{desc} {name}")[0]
+        for name, index in targets.items()
+    }
 
 
 def evaluate_robustness(

@@ -119,6 +119,28 @@ def video_auc_interval(
     return {"video_auc_ci_low": low, "video_auc_ci_high": high}
 
 
+def score_target(
+    task,
+    index: FrameIndex,
+    transform: FrameTransform,
+    accelerator: Accelerator,
+    setup: TargetScoring,
+    desc: str,
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """One target read and scored as `setup` says (its store, aggregation, non-finite rule,
+    transferred thresholds): its metrics, frame scores and unreadable rows (`evaluate`)."""
+    loader = target_loader(index, transform, accelerator, setup)
+    return evaluate(
+        task,
+        loader,
+        accelerator,
+        desc=desc,
+        aggregate=setup.aggregate,
+        allow_nonfinite=setup.allow_nonfinite,
+        val_thresholds=setup.val_thresholds,
+    )
+
+
 def target_loader(index: FrameIndex, transform, accelerator: Accelerator, setup: TargetScoring):
     """The prepared evaluation loader of one target: index order, every frame, its frame
     store when `setup.store` names the test role (the first process to take the store's file
@@ -161,15 +183,8 @@ def score_targets(
     """
     per_target, predictions, unreadable, scored = {}, {}, {}, {}
     for name, index in targets.items():
-        loader = target_loader(index, transform, accelerator, setup)
-        metrics, scores, lost = evaluate(
-            task,
-            loader,
-            accelerator,
-            desc=f"test {name}",
-            aggregate=setup.aggregate,
-            allow_nonfinite=setup.allow_nonfinite,
-            val_thresholds=setup.val_thresholds,
+        metrics, scores, lost = score_target(
+            task, index, transform, accelerator, setup, f"test {name}"
         )
         # unreadable frames (NaN) and, with eval.allow_nonfinite, non-finite scores are left
         # out, as in `evaluate`
