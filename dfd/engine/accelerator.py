@@ -7,7 +7,9 @@ import gc
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration
+from accelerate.utils import DataLoaderConfiguration, set_seed
+
+from dfd.runtime.workers import set_torch_threads
 
 
 def finish(accelerator: Accelerator) -> None:
@@ -48,10 +50,6 @@ def start_training_process(trainer_cfg, seed: int) -> tuple[Accelerator, int]:
     """This process ready to train: torch's threads (`trainer.threads`, set before any torch
     work: on a busy few-core CPU torch's default is ~10x slower), its Accelerator, the seed
     and the float32 matmul precision. Returns the Accelerator and the thread count."""
-    from accelerate.utils import set_seed
-
-    from dfd.runtime.workers import set_torch_threads
-
     threads = set_torch_threads(trainer_cfg.get("threads"))
     accelerator = make_accelerator(
         trainer_cfg.precision, trainer_cfg.grad_accum_steps, trainer_cfg.cpu

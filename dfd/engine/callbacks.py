@@ -16,6 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from dfd.runtime.run_info import command_overrides
+
 Results = dict[str, Any]
 """One shape for train(), dfd.evaluate and metrics.json:
 ``{"best_epoch": int, "val": {metric: v}, "test": {target: {metric: v}}, "mean": {metric: v}}``
@@ -68,8 +70,6 @@ class RunState:
     ) -> RunState:
         """A training run's state: `trainer.monitor`, a resumed run's id (`resume`, a
         `dfd.engine.resume.ResumeState` or None), the command's overrides and `params`."""
-        from dfd.runtime.run_info import command_overrides
-
         return cls(
             cfg=cfg,
             output_dir=output_dir,
