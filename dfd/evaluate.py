@@ -186,18 +186,12 @@ def evaluation_protocol(cfg: DictConfig, folder: Path) -> dict:
         record |= {"data": str(cfg.data.get("name", "unknown")), "data_hash": data_hash(cfg)}
     info = read_meta(folder)
     if "converted_from" in info:  # the authors' Lightning checkpoint names its val files
-        val_files = (info.get("hyper_parameters") or {}).get("val_files")
-        record["selection"] = {
-            "rule": "converted",
-            "sets": [f"val_files={val_files}"],
-            "leaky": None,
-        }
+        sets = [f"val_files={(info.get('hyper_parameters') or {}).get('val_files')}"]
     elif "peer" in info:  # a released peer's weights (GenD, Effort, FSFM): selected by its authors
-        record["selection"] = {
-            "rule": "converted",
-            "sets": [f"as {info['peer']}'s release was selected"],
-            "leaky": None,
-        }
+        sets = [f"as {info['peer']}'s release was selected"]
+    else:
+        return record
+    record["selection"] = {"rule": "converted", "sets": sets, "leaky": None}
     return record
 
 
