@@ -149,24 +149,19 @@ def test_a_malicious_checkpoint_config_runs_nothing(tmp_path, ln_model, key, val
     assert not _Tripwire.path.exists() and not touched.exists()
 
 
+def _evaluate_command(folder, tmp_path) -> subprocess.CompletedProcess:
+    """`python -m dfd.evaluate checkpoint=<folder>` as a user types it, without tracking."""
+    command = [sys.executable, "-m", "dfd.evaluate", f"checkpoint={folder}", "tracking=none"]
+    command.append(f"hydra.run.dir={tmp_path / 'run'}")
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
 def test_dfd_evaluate_refuses_it_naming_the_key_without_a_traceback(tmp_path, ln_model):
     folder = _written_checkpoint(tmp_path, ln_model)
     text = OmegaConf.load(folder / "config.yaml")
     text.loss = {"_target_": "pandas.read_pickle", "_args_": [str(tmp_path / "x.pkl")]}
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(text))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dfd.evaluate",
-            f"checkpoint={folder}",
-            "tracking=none",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _evaluate_command(folder, tmp_path)
     assert proc.returncode != 0
     assert "loss._target_: pandas.read_pickle" in proc.stderr.strip().splitlines()[-1]
 
@@ -206,19 +201,7 @@ def test_non_finite_weights_are_refused_on_load_naming_the_tensor(tmp_path, ln_m
 
 def test_dfd_evaluate_of_a_nan_checkpoint_exits_naming_the_tensor(tmp_path, ln_model):
     folder, name = _poisoned_checkpoint(tmp_path, ln_model, float("nan"))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dfd.evaluate",
-            f"checkpoint={folder}",
-            "tracking=none",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _evaluate_command(folder, tmp_path)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"tensor '{name}' holds 1 non-finite" in lines[0]
